@@ -1,0 +1,121 @@
+"""Writing result folders safely: atomic files, no silent overwrites, provenance.
+
+Every writer here goes through :func:`atomic_write_bytes`, so a reader never
+sees half a file and an interrupted run never leaves a truncated table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from .errors import OutputExistsError
+
+#: Files whose presence means "this folder already holds results".
+RESULT_FILE_NAMES = (
+    "bands.csv",
+    "lanes.csv",
+    "run.json",
+    "failures.csv",
+    "normalized.csv",
+    "timecourse.csv",
+    "flags.csv",
+    "report.html",
+)
+
+
+def sha256_of_file(path, *, chunk_size=1 << 20):
+    """Return the hex SHA-256 of a file, read in chunks to bound memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path, text):
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_table(table, path):
+    """Write a pandas DataFrame as CSV atomically (no index column)."""
+    atomic_write_text(path, table.to_csv(index=False, lineterminator="\n"))
+
+
+def write_json(obj, path):
+    """Write ``obj`` as indented JSON atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    # numpy scalars and paths appear in parameter dicts.
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def prepare_output_dir(out_dir, *, force=False):
+    """Create ``out_dir`` or check that it may be written to.
+
+    A new or empty folder is fine. A folder that already holds blotquant
+    results is refused unless ``force`` is true, so that a second run never
+    silently replaces numbers somebody has already looked at.
+
+    Raises
+    ------
+    OutputExistsError
+        If the folder holds results and ``force`` is false, or is a file.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(f"{out_dir}: exists and is not a folder; choose another --out")
+    if out_dir.is_dir() and not force:
+        existing = sorted(name for name in RESULT_FILE_NAMES if (out_dir / name).exists())
+        if existing:
+            raise OutputExistsError(
+                f"{out_dir}: already holds results ({', '.join(existing)}); "
+                "pass --force to replace them or choose a new --out folder"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def environment_record():
+    """Versions of blotquant and its numeric dependencies, for run.json."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    record = {"python": platform.python_version()}
+    for name in ("blotquant", "numpy", "scipy", "scikit-image", "pandas", "tifffile", "pillow"):
+        try:
+            record[name] = version(name)
+        except PackageNotFoundError:
+            record[name] = None
+    return record

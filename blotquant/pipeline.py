@@ -1,0 +1,372 @@
+"""One image from file to tidy tables: input -> lanes -> background -> bands.
+
+:func:`quantify` is the single entry point that the command line, the
+study runner and the napari plugin all call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.signal import find_peaks, peak_widths
+
+from . import __version__
+from .background import BACKGROUND_METHODS, rolling_ball_background
+from .bands import (
+    LaneProfile,
+    band_centroid,
+    find_band_peaks,
+    is_saturated,
+    lane_profile,
+    measure_band,
+    saturated_pixel_count,
+)
+from .errors import ParameterError
+from .io import BlotImage, image_from_array, read_image, to_signal
+from .lanes import detect_lanes, lane_block, lanes_from_geometry
+from .review import Review, find_review, load_review
+
+#: Columns of the bands table, in order (``bands.csv``).
+BAND_COLUMNS = [
+    "image", "channel", "strip", "lane", "band", "y", "y_top", "y_bottom", "x_left", "x_right",
+    "volume", "background", "peak", "snr", "saturated", "saturated_pixels", "n_pixels",
+    "detected", "excluded", "exclusion_reason",
+]  # fmt: skip
+#: Columns of the lanes table, in order (``lanes.csv``).
+LANE_TABLE_COLUMNS = [
+    "image", "strip", "lane", "x_center", "x_left", "x_right", "y_top", "y_bottom", "slope", "width",
+    "empty", "excluded", "exclusion_reason", "source",
+]  # fmt: skip
+
+#: The background method ``"auto"`` stands for (chosen by benchmarks/accuracy.py).
+DEFAULT_BACKGROUND = "rolling_ball_valley"
+
+
+@dataclass
+class QuantResult:
+    """Everything :func:`quantify` measured on one image.
+
+    Attributes
+    ----------
+    lanes : pandas.DataFrame
+        One row per lane (columns :data:`LANE_TABLE_COLUMNS`).
+    bands : pandas.DataFrame
+        One row per band and channel (columns :data:`BAND_COLUMNS`).
+    image : dict
+        Name, path, SHA-256, shape, bit depth, full scale, polarity and
+        warnings of the input.
+    parameters : dict
+        Every parameter used, JSON-serialisable, for ``run.json``.
+    profiles : dict
+        ``(channel, strip, lane) -> LaneProfile``, for plots and review.
+    """
+
+    lanes: pd.DataFrame
+    bands: pd.DataFrame
+    image: dict
+    parameters: dict
+    profiles: dict = field(default_factory=dict, repr=False)
+
+
+def quantify(
+    image,
+    *,
+    lanes=None,
+    lane_geometry=None,
+    strips=None,
+    channel=None,
+    polarity="auto",
+    background="auto",
+    background_radius=None,
+    band_rows=None,
+    min_snr=4.0,
+    review="auto",
+    max_pixels=None,
+):
+    """Find lanes and bands in a blot image and measure band volumes.
+
+    Parameters
+    ----------
+    image : str, pathlib.Path, BlotImage or ndarray
+        A file (TIFF, PNG, GIF, JPEG, Bio-Rad .scn), an image already read
+        with :func:`blotquant.io.read_image`, or a 2-D array.
+    lanes : int, optional
+        Expected number of lanes per strip (empty lanes included).
+    lane_geometry : DataFrame or list of dict, optional
+        Lanes given by the caller instead of detection; see
+        :func:`blotquant.lanes.lanes_from_geometry`.
+    strips : list of (int, int), optional
+        Rows of each membrane strip; found automatically when omitted.
+    channel : int or str, optional
+        Channel to analyse; by default every default channel of the image
+        (each channel of a two-colour image, the luminance of a colour scan).
+    polarity : {"auto", "light_on_dark", "dark_on_light"}
+        Whether bands are bright on dark (chemiluminescence, fluorescence)
+        or dark on light (film, stained gels). ``auto`` decides from the data.
+    background : str
+        One of :data:`blotquant.background.BACKGROUND_METHODS` or
+        ``"rolling_ball_valley"``; ``auto`` is :data:`DEFAULT_BACKGROUND`.
+    background_radius : float, optional
+        Rolling-ball radius in pixels; by default three times the median
+        band height (FWHM) found in a first pass, and at least 10.
+    band_rows : (int, int), optional
+        Rows of the band of interest. Then each lane yields exactly one band:
+        the strongest band whose peak lies in these rows or, if none is
+        found, the signal integrated over the whole window (``detected``
+        false), so a lane with no visible band still gets its (small) value.
+    min_snr : float
+        Detection threshold of a band peak, in noise standard deviations.
+    review : "auto", None, path or Review
+        A lane review made by hand (napari plugin). ``auto`` uses the review
+        file saved next to the image file when there is one.
+    max_pixels : int, optional
+        Refuse images larger than this (default
+        :data:`blotquant.io.DEFAULT_MAX_PIXELS`).
+
+    Returns
+    -------
+    QuantResult
+    """
+    blot = _as_blot_image(image, max_pixels=max_pixels)
+    method = DEFAULT_BACKGROUND if background == "auto" else background
+    if method not in BACKGROUND_METHODS + ("rolling_ball_valley",):
+        raise ParameterError(
+            f"unknown background method {background!r}; choose one of "
+            + ", ".join(BACKGROUND_METHODS + ("rolling_ball_valley",))
+        )
+    if band_rows is not None:
+        band_rows = _check_band_rows(band_rows, blot.data.shape[1])
+    review_obj = _resolve_review(review, blot)
+    channels = _select_channels(blot, channel)
+
+    signals = {}
+    polarity_used = None
+    for index in channels:
+        plane = blot.data[index]
+        signals[index], chosen = to_signal(plane, polarity=polarity if polarity_used is None else polarity_used,
+                                           full_scale=blot.full_scale)
+        polarity_used = polarity_used or chosen
+
+    first_signal = signals[channels[0]]
+    lane_source = "detected"
+    if review_obj is not None and review_obj.lanes is not None and lane_geometry is None:
+        lane_table = lanes_from_geometry(review_obj.lanes, first_signal.shape)
+        lane_source = "review"
+    elif lane_geometry is not None:
+        lane_table = lanes_from_geometry(lane_geometry, first_signal.shape)
+        lane_source = "given"
+    else:
+        lane_table = detect_lanes(first_signal, n_lanes=lanes, strips=strips)
+
+    full_scale = _signal_full_scale(blot)
+    band_rows_out = []
+    profiles = {}
+    radii = {}
+    for index in channels:
+        signal = signals[index]
+        radius = background_radius or _auto_radius(signal, lane_table)
+        radii[blot.channel_names[index]] = float(radius)
+        needs_2d = method in ("rolling_ball", "rolling_ball_valley")
+        # Detection always uses the ball's residual; only the measurement follows ``method``.
+        bg_image = rolling_ball_background(signal, radius)
+        for lane in lane_table.to_dict("records"):
+            profile = lane_profile(signal, bg_image, lane)
+            if not needs_2d:
+                measured_profile = LaneProfile(profile.rows, profile.signal, np.zeros_like(profile.background),
+                                               profile.robust, profile.width, profile.noise)
+            else:
+                measured_profile = profile
+            key = (blot.channel_names[index], int(lane["strip"]), int(lane["lane"]))
+            profiles[key] = profile
+            lane_pixels = lane_block(signal, lane)[1]
+            boxes = _band_boxes(profile, lane, review_obj, band_rows, min_snr)
+            for number, (peak, top, bottom, detected) in enumerate(boxes, start=1):
+                volume, bg_sum = measure_band(measured_profile, top, bottom, method=method,
+                                              signal_block_max=lane_pixels)
+                n_pixels = (bottom - top + 1) * profile.width
+                clipped = saturated_pixel_count(lane_pixels, top, bottom, full_scale)
+                y = band_centroid(profile, top, bottom, peak)
+                y_mid = (lane["y_top"] + lane["y_bottom"]) / 2.0
+                shift = lane["slope"] * (y - y_mid)
+                noise_volume = profile.noise * np.sqrt(n_pixels)
+                band_rows_out.append(
+                    {
+                        "image": blot.name,
+                        "channel": blot.channel_names[index],
+                        "strip": int(lane["strip"]),
+                        "lane": int(lane["lane"]),
+                        "band": number,
+                        "y": round(y, 2),
+                        "y_top": int(profile.rows[top]),
+                        "y_bottom": int(profile.rows[bottom]),
+                        "x_left": round(lane["x_left"] + shift, 2),
+                        "x_right": round(lane["x_right"] + shift, 2),
+                        "volume": volume,
+                        "background": bg_sum,
+                        "peak": float(profile.robust[peak]),
+                        "snr": float(volume / noise_volume) if noise_volume > 0 else float("inf"),
+                        "saturated": bool(is_saturated(clipped, n_pixels)),
+                        "saturated_pixels": clipped,
+                        "n_pixels": int(n_pixels),
+                        "detected": bool(detected),
+                    }
+                )
+
+    bands = pd.DataFrame(band_rows_out, columns=[c for c in BAND_COLUMNS if c not in ("excluded", "exclusion_reason")])
+    bands, lane_out = _apply_exclusions(bands, lane_table, review_obj)
+    lane_out.insert(0, "image", blot.name)
+    lane_out["source"] = lane_source
+    bands = bands.astype({"saturated": bool, "detected": bool, "excluded": bool})
+    parameters = {
+        "blotquant_version": __version__,
+        "lanes": lanes,
+        "lane_source": lane_source,
+        "strips": strips,
+        "channel": channel,
+        "channels_analysed": [blot.channel_names[i] for i in channels],
+        "polarity": polarity,
+        "polarity_used": polarity_used,
+        "background": background,
+        "background_method": method,
+        "background_radius": radii,
+        "band_rows": list(band_rows) if band_rows is not None else None,
+        "min_snr": min_snr,
+        "review": str(review_obj.path) if review_obj is not None and review_obj.path else None,
+    }
+    image_info = {
+        "name": blot.name,
+        "path": str(blot.path) if blot.path else None,
+        "sha256": blot.sha256,
+        "shape": list(blot.data.shape),
+        "channels": list(blot.channel_names),
+        "bit_depth": blot.bit_depth,
+        "full_scale": blot.full_scale,
+        "source_format": blot.source_format,
+        "lossy": blot.lossy,
+        "polarity": polarity_used,
+        "warnings": list(blot.warnings),
+    }
+    return QuantResult(lanes=lane_out[LANE_TABLE_COLUMNS], bands=bands[BAND_COLUMNS], image=image_info,
+                       parameters=parameters, profiles=profiles)
+
+
+def _as_blot_image(image, *, max_pixels):
+    if isinstance(image, BlotImage):
+        return image
+    if isinstance(image, (str, Path)):
+        return read_image(image, max_pixels=max_pixels)
+    if isinstance(image, np.ndarray):
+        return image_from_array(image)
+    raise ParameterError(f"quantify takes a file path, a BlotImage or an array, not {type(image).__name__}")
+
+
+def _select_channels(blot, channel):
+    if channel is None:
+        return list(blot.default_channels)
+    if isinstance(channel, str):
+        if channel not in blot.channel_names:
+            raise ParameterError(
+                f"{blot.name}: no channel named {channel!r}; it has {', '.join(blot.channel_names)}"
+            )
+        return [blot.channel_names.index(channel)]
+    if not 0 <= int(channel) < len(blot.channel_names):
+        raise ParameterError(f"{blot.name}: channel {channel} does not exist; it has {len(blot.channel_names)}")
+    return [int(channel)]
+
+
+def _signal_full_scale(blot):
+    # to_signal maps stored values onto [0, full_scale] for either polarity.
+    return blot.full_scale
+
+
+def _check_band_rows(band_rows, height):
+    try:
+        top, bottom = (int(v) for v in band_rows)
+    except (TypeError, ValueError):
+        raise ParameterError(f"band_rows must be two row numbers [top, bottom], got {band_rows!r}") from None
+    if not 0 <= top < bottom < height:
+        raise ParameterError(f"band_rows {top}-{bottom} are not inside an image {height} pixels high")
+    return top, bottom
+
+
+def _auto_radius(signal, lane_table):
+    """Rolling-ball radius: three band heights (FWHM) from a quick first pass."""
+    widths = []
+    for lane in lane_table.to_dict("records"):
+        rows, block, _ = lane_block(signal, lane)
+        columns = np.linspace(0, block.shape[1] - 1, min(9, block.shape[1])).round().astype(int)
+        profile = np.median(block[:, columns], axis=1)
+        profile = profile - np.percentile(profile, 10)
+        if profile.max() <= 0:
+            continue
+        peaks, _ = find_peaks(profile, prominence=0.2 * profile.max(), width=1.5)
+        if peaks.size:
+            widths.extend(peak_widths(profile, peaks, rel_height=0.5)[0].tolist())
+    fwhm = float(np.median(widths)) if widths else 0.02 * signal.shape[0]
+    return float(np.clip(3.0 * fwhm, 10.0, 0.5 * min(signal.shape)))
+
+
+def _resolve_review(review, blot):
+    if review is None:
+        return None
+    if isinstance(review, Review):
+        review.check_image(blot)
+        return review
+    if review == "auto":
+        if blot.path is None:
+            return None
+        path = find_review(blot.path)
+        if path is None:
+            return None
+        review = path
+    loaded = load_review(review)
+    loaded.check_image(blot)
+    return loaded
+
+
+def _band_boxes(profile, lane, review_obj, band_rows, min_snr):
+    """(peak, top, bottom, detected) of each band to measure in one lane."""
+    manual = review_obj.bands_for(int(lane["strip"]), int(lane["lane"])) if review_obj is not None else None
+    first_row = int(profile.rows[0])
+    last_index = profile.rows.size - 1
+    if manual is not None:
+        boxes = []
+        for y_top, y_bottom in manual:
+            top = int(np.clip(y_top - first_row, 0, last_index))
+            bottom = int(np.clip(y_bottom - first_row, top, last_index))
+            peak = top + int(np.argmax(profile.robust[top : bottom + 1]))
+            boxes.append((peak, top, bottom, True))
+        return boxes
+    found = find_band_peaks(profile, min_snr=min_snr, window=band_rows)
+    if band_rows is None:
+        return [(peak, top, bottom, True) for peak, top, bottom in found]
+    if found:
+        peak, top, bottom = max(found, key=lambda band: profile.robust[band[0]])
+        return [(peak, top, bottom, True)]
+    top = int(np.clip(band_rows[0] - first_row, 0, last_index))
+    bottom = int(np.clip(band_rows[1] - first_row, top, last_index))
+    peak = top + int(np.argmax(profile.robust[top : bottom + 1]))
+    return [(peak, top, bottom, False)]
+
+
+def _apply_exclusions(bands, lane_table, review_obj):
+    bands = bands.copy()
+    lanes = lane_table.copy()
+    bands["excluded"] = False
+    bands["exclusion_reason"] = ""
+    lanes["excluded"] = False
+    lanes["exclusion_reason"] = ""
+    if review_obj is None:
+        return bands, lanes
+    for item in review_obj.exclusions:
+        lane_match = (lanes["strip"] == item["strip"]) & (lanes["lane"] == item["lane"])
+        band_match = (bands["strip"] == item["strip"]) & (bands["lane"] == item["lane"])
+        if item.get("band") is None:
+            lanes.loc[lane_match, ["excluded", "exclusion_reason"]] = [True, item["reason"]]
+        else:
+            band_match &= bands["band"] == item["band"]
+        bands.loc[band_match, ["excluded", "exclusion_reason"]] = [True, item["reason"]]
+    return bands, lanes
