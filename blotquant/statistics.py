@@ -1,0 +1,298 @@
+"""Statistics of a study: time-course summaries, tests against time-matched controls,
+peak and return-to-baseline times, and the linear range of a calibrator dilution series.
+
+Every function takes tidy tables (``normalized.csv`` rows or per-lane signals) and
+returns a new table; nothing here reads files or knows about images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+#: Roles whose values enter the time course (loading signals only normalise).
+TIMECOURSE_ROLES = ("target", "total")
+
+P_ADJUST_METHODS = ("holm", "bh")
+
+
+def adjust_p_values(p_values, method="holm"):
+    """Correct p-values for multiple comparisons.
+
+    Parameters
+    ----------
+    p_values : array_like
+        Raw p-values; NaN entries are ignored and stay NaN.
+    method : {"holm", "bh"}
+        Holm's step-down family-wise error control, or Benjamini-Hochberg
+        false discovery rate.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values, in the input order.
+
+    Examples
+    --------
+    >>> adjust_p_values([0.01, 0.04, 0.03], "holm").round(4).tolist()
+    [0.03, 0.06, 0.06]
+    >>> adjust_p_values([0.01, 0.04, 0.03], "bh").round(4).tolist()
+    [0.03, 0.04, 0.04]
+    """
+    if method not in P_ADJUST_METHODS:
+        raise ValueError(f"method must be one of {P_ADJUST_METHODS}, not {method!r}")
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    valid = ~np.isnan(p)
+    m = int(valid.sum())
+    if m == 0:
+        return adjusted
+    order = np.argsort(p[valid], kind="stable")
+    ranked = p[valid][order]
+    rank = np.arange(1, m + 1)
+    if method == "holm":
+        stepped = np.maximum.accumulate((m - rank + 1) * ranked)
+    else:
+        stepped = np.minimum.accumulate((m / rank * ranked)[::-1])[::-1]
+    result = np.empty(m)
+    result[order] = np.minimum(stepped, 1.0)
+    adjusted[valid] = result
+    return adjusted
+
+
+def welch_t_test(mean_a, sd_a, n_a, mean_b, sd_b, n_b):
+    """Two-sided Welch t-test from summary statistics, vectorised over arrays.
+
+    Returns ``(t, df, p)``; NaN where a group has fewer than two values or both
+    groups have zero spread.
+
+    Examples
+    --------
+    >>> t, df, p = welch_t_test(2.0, 0.5, 4, 1.0, 0.4, 4)
+    >>> round(float(p), 4)
+    0.0218
+    """
+    mean_a, sd_a, n_a, mean_b, sd_b, n_b = (np.asarray(v, dtype=float)
+                                            for v in (mean_a, sd_a, n_a, mean_b, sd_b, n_b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_a, var_b = sd_a**2 / n_a, sd_b**2 / n_b
+        standard_error = np.sqrt(var_a + var_b)
+        t = (mean_a - mean_b) / standard_error
+        df = (var_a + var_b) ** 2 / (var_a**2 / (n_a - 1) + var_b**2 / (n_b - 1))
+        p = 2.0 * stats.t.sf(np.abs(t), df)
+    undefined = (n_a < 2) | (n_b < 2) | ~(standard_error > 0)
+    return (np.where(undefined, np.nan, t), np.where(undefined, np.nan, df),
+            np.where(undefined, np.nan, p))
+
+
+def summarise_timecourse(normalized, *, control_group, p_adjust="holm"):
+    """Per target, group and nominal time: n, mean, SEM, fold change and test vs control.
+
+    Parameters
+    ----------
+    normalized : pandas.DataFrame
+        One row per sample and target (``normalized.csv``) with ``target``, ``role``,
+        ``group``, ``nominal_min``, ``actual_min`` and ``value``.
+    control_group : str
+        The group every other group is compared with at the same nominal time.
+    p_adjust : {"holm", "bh"}
+        Correction for multiple comparisons; the family is every treated-versus-control
+        comparison of one target.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``target``, ``group``, ``nominal_min``, ``n``, ``mean``, ``sd``, ``sem``,
+        ``actual_min_mean``, ``actual_min_min``, ``actual_min_max``, ``control_n``,
+        ``control_mean``, ``fold_change``, ``t``, ``df``, ``p_value``, ``p_adjusted``,
+        ``test``. Control rows have ``fold_change`` 1 and no test; treated rows without
+        a time-matched control have NaN fold change and p-values.
+    """
+    values = normalized[normalized["role"].isin(TIMECOURSE_ROLES) & normalized["value"].notna()]
+    keys = ["target", "group", "nominal_min"]
+    summary = values.groupby(keys, sort=True).agg(
+        n=("value", "size"),
+        mean=("value", "mean"),
+        sd=("value", "std"),
+        actual_min_mean=("actual_min", "mean"),
+        actual_min_min=("actual_min", "min"),
+        actual_min_max=("actual_min", "max"),
+    ).reset_index()
+    summary["sem"] = summary["sd"] / np.sqrt(summary["n"])
+    control = summary.loc[summary["group"] == control_group,
+                          ["target", "nominal_min", "n", "mean", "sd"]].rename(
+        columns={"n": "control_n", "mean": "control_mean", "sd": "control_sd"})
+    summary = summary.merge(control, on=["target", "nominal_min"], how="left")
+    summary["fold_change"] = summary["mean"] / summary["control_mean"]
+    is_control = summary["group"] == control_group
+    t, df, p = welch_t_test(summary["mean"], summary["sd"], summary["n"],
+                            summary["control_mean"], summary["control_sd"], summary["control_n"])
+    summary["t"], summary["df"], summary["p_value"] = t, df, p
+    summary.loc[is_control, ["t", "df", "p_value"]] = np.nan
+    summary["p_adjusted"] = np.nan
+    for _, family in summary[~is_control].groupby("target").groups.items():
+        summary.loc[family, "p_adjusted"] = adjust_p_values(summary.loc[family, "p_value"], p_adjust)
+    summary["test"] = np.where(is_control, "", f"Welch t-test vs {control_group}, {p_adjust} adjusted")
+    columns = [*keys, "n", "mean", "sd", "sem", "actual_min_mean", "actual_min_min", "actual_min_max",
+               "control_n", "control_mean", "fold_change", "t", "df", "p_value", "p_adjusted", "test"]
+    return summary[columns]
+
+
+def _bootstrap_fold_changes(treated, control, n_boot, rng):
+    """Bootstrap fold changes: resample animals within each timepoint. Shape (n_boot, T)."""
+    columns = []
+    for treated_values, control_values in zip(treated, control):
+        t_means = rng.choice(treated_values, size=(n_boot, len(treated_values))).mean(axis=1)
+        c_means = rng.choice(control_values, size=(n_boot, len(control_values))).mean(axis=1)
+        columns.append(t_means / c_means)
+    return np.column_stack(columns)
+
+
+def peak_and_return(normalized, *, control_group, directions=None, n_boot=2000, seed=0,
+                    confidence=0.95):
+    """Time of the largest change and of the return to baseline, with uncertainty.
+
+    The fold change over the time-matched control is bootstrapped by resampling animals
+    within each timepoint. The peak is the sampled time of the largest change in the
+    expected direction; its interval holds ``confidence`` of the bootstrap peak times.
+    The return to baseline is the first sampled time after the peak whose fold change
+    interval includes 1; the true return lies between the previous sampled time
+    (``return_min_low``) and that time (``return_min``).
+
+    Parameters
+    ----------
+    normalized : pandas.DataFrame
+        ``normalized.csv`` rows (``target``, ``role``, ``group``, ``nominal_min``, ``value``).
+    control_group : str
+        The reference group.
+    directions : dict, optional
+        ``{target: "up" | "down"}``; otherwise the direction of the largest observed
+        change is used.
+    n_boot, seed : int
+        Number of bootstrap resamples and the random seed (results are reproducible).
+    confidence : float
+        Coverage of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per target and treated group: ``target``, ``group``, ``direction``,
+        ``n_timepoints``, ``peak_min``, ``peak_min_low``, ``peak_min_high``,
+        ``peak_fold_change``, ``return_min_low``, ``return_min``, ``note``.
+    """
+    directions = directions or {}
+    values = normalized[normalized["role"].isin(TIMECOURSE_ROLES) & normalized["value"].notna()]
+    by_cell = values.groupby(["target", "group", "nominal_min"])["value"].apply(np.asarray)
+    rng = np.random.default_rng(seed)
+    tail = (1 - confidence) / 2
+    rows = []
+    for target, target_cells in by_cell.groupby(level="target"):
+        cells = target_cells.droplevel("target")
+        groups = cells.index.get_level_values("group").unique()
+        if control_group not in groups:
+            continue
+        control_cells = cells.xs(control_group, level="group")
+        for group in groups.drop(control_group):
+            treated_cells = cells.xs(group, level="group")
+            times = np.array(sorted(set(treated_cells.index) & set(control_cells.index)), dtype=float)
+            row = {"target": target, "group": group, "direction": directions.get(target, ""),
+                   "n_timepoints": len(times), "peak_min": np.nan, "peak_min_low": np.nan,
+                   "peak_min_high": np.nan, "peak_fold_change": np.nan, "return_min_low": np.nan,
+                   "return_min": np.nan, "note": ""}
+            rows.append(row)
+            if len(times) < 3:
+                row["note"] = (f"only {len(times)} timepoint(s) with a time-matched control; "
+                               "peak and return need at least 3")
+                continue
+            treated = [treated_cells.loc[t] for t in times]
+            control = [control_cells.loc[t] for t in times]
+            observed = np.array([t.mean() / c.mean() for t, c in zip(treated, control)])
+            if not row["direction"]:
+                logs = np.log(observed)
+                row["direction"] = "up" if logs[np.nanargmax(np.abs(logs))] > 0 else "down"
+            sign = 1.0 if row["direction"] == "up" else -1.0
+            boot = _bootstrap_fold_changes(treated, control, n_boot, rng)
+            low, high = np.quantile(boot, [tail, 1 - tail], axis=0)
+            changed = (low > 1) if sign > 0 else (high < 1)
+            if not changed.any():
+                row["note"] = (f"no timepoint differs from {control_group} in the {row['direction']} "
+                               f"direction ({confidence:.0%} bootstrap interval of the fold change "
+                               "includes 1 everywhere)")
+                continue
+            peak_index = int(np.argmax(sign * np.log(observed)))
+            boot_peaks = times[np.argmax(sign * np.log(boot), axis=1)]
+            row["peak_min"] = times[peak_index]
+            row["peak_min_low"], row["peak_min_high"] = np.quantile(
+                boot_peaks, [tail, 1 - tail], method="inverted_cdf")
+            row["peak_fold_change"] = observed[peak_index]
+            back = np.flatnonzero(~changed[peak_index + 1:])
+            if back.size:
+                index = peak_index + 1 + back[0]
+                row["return_min_low"], row["return_min"] = times[index - 1], times[index]
+            else:
+                row["note"] = f"still changed at the last sampled time ({times[-1]:g} min)"
+    columns = ["target", "group", "direction", "n_timepoints", "peak_min", "peak_min_low",
+               "peak_min_high", "peak_fold_change", "return_min_low", "return_min", "note"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _fit_line(loads, volumes):
+    """Least-squares line; returns slope, intercept, R-squared and relative residuals."""
+    slope, intercept = np.polyfit(loads, volumes, 1)
+    fitted = intercept + slope * loads
+    total = np.sum((volumes - volumes.mean()) ** 2)
+    r_squared = 1.0 - np.sum((volumes - fitted) ** 2) / total if total > 0 else np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.abs(volumes - fitted) / np.abs(fitted)
+    return slope, intercept, r_squared, relative
+
+
+def calibrator_linear_range(lane_signals, *, min_points=3, min_r_squared=0.98, max_residual=0.15):
+    """Find where band volume is proportional to load, from a calibrator dilution series.
+
+    For every blot and image target with calibrator lanes at ``min_points`` or more
+    distinct loads, the widest run of consecutive loads whose straight-line fit has
+    ``R^2 >= min_r_squared`` and every point within ``max_residual`` (relative) of the
+    line is the linear range; its band volumes bound the volumes that can be trusted.
+
+    Parameters
+    ----------
+    lane_signals : pandas.DataFrame
+        Per-lane signals with ``blot``, ``target``, ``lane_kind``, ``load_ug``, ``volume``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``blot``, ``target``, ``n_loads``, ``linear`` (a range was found),
+        ``load_low``, ``load_high``, ``volume_low``, ``volume_high``, ``slope``,
+        ``intercept``, ``r_squared``.
+    """
+    series = lane_signals[(lane_signals["lane_kind"] == "calibrator") & lane_signals["load_ug"].notna()
+                          & lane_signals["volume"].notna()]
+    points = series.groupby(["blot", "target", "load_ug"])["volume"].mean().reset_index()
+    rows = []
+    for (blot, target), curve in points.groupby(["blot", "target"], sort=True):
+        loads, volumes = curve["load_ug"].to_numpy(float), curve["volume"].to_numpy(float)
+        row = {"blot": blot, "target": target, "n_loads": len(loads), "linear": False,
+               "load_low": np.nan, "load_high": np.nan, "volume_low": np.nan, "volume_high": np.nan,
+               "slope": np.nan, "intercept": np.nan, "r_squared": np.nan}
+        if len(loads) < min_points:
+            continue
+        rows.append(row)
+        best = None
+        for first in range(len(loads)):
+            for last in range(first + min_points, len(loads) + 1):
+                slope, intercept, r_squared, relative = _fit_line(loads[first:last], volumes[first:last])
+                if slope > 0 and r_squared >= min_r_squared and np.all(relative <= max_residual):
+                    key = (last - first, loads[last - 1] - loads[first])
+                    if best is None or key > best[0]:
+                        best = (key, first, last, slope, intercept, r_squared)
+        if best is not None:
+            _, first, last, slope, intercept, r_squared = best
+            row.update(linear=True, load_low=loads[first], load_high=loads[last - 1],
+                       volume_low=volumes[first:last].min(), volume_high=volumes[first:last].max(),
+                       slope=slope, intercept=intercept, r_squared=r_squared)
+    columns = ["blot", "target", "n_loads", "linear", "load_low", "load_high", "volume_low",
+               "volume_high", "slope", "intercept", "r_squared"]
+    return pd.DataFrame(rows, columns=columns)
