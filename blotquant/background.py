@@ -28,7 +28,7 @@ BACKGROUND_METHODS = ("auto", "rolling_ball", "border_median", "rubber_band", "v
 _SHRUNK_BALL_RADIUS = 7.0
 
 
-def rolling_ball_background(signal, radius, *, shrink=None):
+def rolling_ball_background(signal, radius, *, shrink=None, correct_noise_bias=True):
     """Estimate a smooth background under a signal image with a rolling ball.
 
     The ball rolls under the intensity surface; the background at a pixel is
@@ -48,11 +48,14 @@ def rolling_ball_background(signal, radius, *, shrink=None):
         chosen so that the shrunk ball has a radius of about seven pixels,
         which keeps the cost independent of the radius. Averaging, unlike
         ImageJ's block minimum, does not bias the background low by the noise.
+    correct_noise_bias : bool
+        Raise the background by the median residual of the image, which
+        removes the bias of a ball resting on noise minima.
 
     Returns
     -------
     background : (M, N) float32 array
-        Never above a 3x3-smoothed copy of ``signal``, never modifies it.
+        A new array; ``signal`` is not modified.
 
     Examples
     --------
@@ -86,7 +89,14 @@ def rolling_ball_background(signal, radius, *, shrink=None):
     opened = ndi.grey_dilation(eroded, footprint=footprint, structure=height, mode="nearest")
     # grey_dilation with a structure adds the ball height back on top of the erosion.
     background = upsample_bilinear(opened, shrink, signal.shape)
-    return np.minimum(background, smoothed).astype(np.float32, copy=False)
+    if correct_noise_bias:
+        # The ball rests on noise minima, so it sits a little below the true
+        # level everywhere; most pixels are background, so their median
+        # residual measures that offset.
+        step = max(1, int(np.sqrt(signal.size / 200_000)))
+        offset = float(np.median(smoothed[::step, ::step] - background[::step, ::step]))
+        background += max(offset, 0.0)
+    return background.astype(np.float32, copy=False)
 
 
 def border_median_level(lane_block, top, bottom, *, border=3):

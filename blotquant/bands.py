@@ -116,10 +116,12 @@ def find_band_peaks(profile, *, min_snr=4.0, window=None):
     robust = ndi.gaussian_filter1d(profile.robust, 1.5)
     n = robust.size
     noise = max(difference_noise_sigma(profile.robust), 1e-12)
-    # Median of ~15 columns, smoothed over ~4 rows: noise shrinks by roughly 1/sqrt(15*4*0.64).
-    smoothed_noise = max(noise / 3.0, 1e-12)
-    prominence = max(min_snr * smoothed_noise, 0.01 * max(robust.max(), 0.0))
-    peaks, props = find_peaks(robust, prominence=prominence, width=1.5)
+    # Gaussian smoothing with sigma 1.5 rows keeps 1/sqrt(2 sqrt(pi) 1.5) = 0.43 of white noise.
+    smoothed_noise = 0.43 * noise
+    # Background the estimator could not follow wanders slowly; 3 robust sigmas
+    # of the whole profile (mostly band-free rows) keep such swells out.
+    prominence = max(1.5 * min_snr * smoothed_noise, 3.0 * robust_sigma(robust), 0.01 * max(robust.max(), 0.0))
+    peaks, props = find_peaks(robust, height=min_snr * smoothed_noise, prominence=prominence, width=1.5)
     if window is not None:
         top_row, bottom_row = window
         keep = (profile.rows[peaks] >= top_row) & (profile.rows[peaks] <= bottom_row)

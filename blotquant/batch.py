@@ -1,0 +1,180 @@
+"""Many images at once: parallel quantification into one results folder.
+
+Each worker process reads, quantifies and draws one image at a time, so
+memory stays a small multiple of one image per worker. A file that cannot
+be read or quantified is reported and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+from .errors import BlotQuantError, ParameterError
+from .output import environment_record, prepare_output_dir, write_json, write_table
+from .pipeline import BAND_COLUMNS, LANE_TABLE_COLUMNS
+
+#: File endings treated as images when a folder is given.
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".gif", ".jpg", ".jpeg", ".scn")
+
+
+@dataclass
+class BatchResult:
+    """Tables of a batch run: every band, every lane, every failure."""
+
+    bands: pd.DataFrame
+    lanes: pd.DataFrame
+    failures: pd.DataFrame
+    record: dict = field(default_factory=dict)
+
+
+def expand_inputs(inputs):
+    """Files to quantify: files as given, folders expanded to their images (sorted)."""
+    paths = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            paths.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+        else:
+            paths.append(item)
+    if not paths:
+        raise ParameterError("no images to quantify: give image files or folders that hold images")
+    return paths
+
+
+def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, overlays=True,
+                   command=None, **options):
+    """Quantify images in parallel and write bands.csv, lanes.csv and run.json.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+        Image files and/or folders of images.
+    out_dir : path
+        Results folder; must be new, empty or ``force`` must be true.
+    force : bool
+        Replace results already in ``out_dir``.
+    jobs : int, optional
+        Worker processes (default: the number of cores, at most the number of images).
+    progress : bool, optional
+        Show a progress bar (default: when standard error is a terminal).
+    overlays : bool
+        Write ``<image>.overlay.png`` for each image.
+    command : list of str, optional
+        The command line, recorded in run.json.
+    **options
+        Passed to :func:`blotquant.quantify` (lanes, channel, polarity, ...).
+
+    Returns
+    -------
+    BatchResult
+    """
+    from tqdm import tqdm
+
+    paths = expand_inputs(inputs)
+    out_dir = prepare_output_dir(out_dir, force=force)
+    names = _unique_names(paths)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(paths)))
+    show = sys.stderr.isatty() if progress is None else progress
+    tasks = [(str(path), name, str(out_dir) if overlays else None, options) for path, name in zip(paths, names)]
+
+    outcomes = []
+    bar = tqdm(total=len(tasks), unit="image", disable=not show, file=sys.stderr)
+    if jobs == 1:
+        for task in tasks:
+            outcomes.append(_quantify_one(task))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for outcome in pool.map(_quantify_one, tasks):
+                outcomes.append(outcome)
+                bar.update()
+    bar.close()
+
+    bands = [o["bands"] for o in outcomes if o["ok"]]
+    lanes = [o["lanes"] for o in outcomes if o["ok"]]
+    bands = pd.concat(bands, ignore_index=True) if bands else pd.DataFrame(columns=BAND_COLUMNS)
+    lanes = pd.concat(lanes, ignore_index=True) if lanes else pd.DataFrame(columns=LANE_TABLE_COLUMNS)
+    failures = pd.DataFrame([{"file": o["path"], "error": o["error"]} for o in outcomes if not o["ok"]],
+                            columns=["file", "error"])
+
+    write_table(bands, out_dir / "bands.csv")
+    write_table(lanes, out_dir / "lanes.csv")
+    if not failures.empty:
+        write_table(failures, out_dir / "failures.csv")
+    record = {
+        "blotquant_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "parameters": {key: value for key, value in options.items()},
+        "effective_parameters": next((o["parameters"] for o in outcomes if o["ok"]), None),
+        "environment": environment_record(),
+        "inputs": [
+            {
+                "file": o["path"],
+                "image": o["name"],
+                "sha256": o.get("sha256"),
+                "status": "ok" if o["ok"] else "failed",
+                "error": o.get("error"),
+                "review": o.get("review"),
+                "warnings": o.get("warnings", []),
+                "polarity": o.get("polarity"),
+                "background_radius": o.get("background_radius"),
+            }
+            for o in outcomes
+        ],
+        "outputs": ["bands.csv", "lanes.csv"] + (["failures.csv"] if not failures.empty else [])
+        + ([f"{o['name']}.overlay.png" for o in outcomes if o["ok"]] if overlays else []),
+    }
+    write_json(record, out_dir / "run.json")
+    return BatchResult(bands=bands, lanes=lanes, failures=failures, record=record)
+
+
+def _quantify_one(task):
+    """Worker: one image to tables (and an overlay). Never raises for bad input."""
+    from .io import read_image, to_signal
+    from .overlay import render_overlay
+    from .pipeline import quantify
+
+    path, name, overlay_dir, options = task
+    outcome = {"path": path, "name": name, "ok": False}
+    try:
+        blot = read_image(path, max_pixels=options.get("max_pixels"))
+        outcome["sha256"] = blot.sha256
+        result = quantify(blot, **{k: v for k, v in options.items() if k != "max_pixels"})
+        result.bands["image"] = name
+        result.lanes["image"] = name
+        if overlay_dir is not None:
+            channel = result.parameters["channels_analysed"][0]
+            signal, _ = to_signal(blot.channel(channel), polarity=result.image["polarity"],
+                                  full_scale=blot.full_scale)
+            render_overlay(signal, result, Path(overlay_dir) / f"{name}.overlay.png", title=name)
+        outcome.update(
+            ok=True,
+            bands=result.bands,
+            lanes=result.lanes,
+            parameters=result.parameters,
+            review=result.parameters.get("review"),
+            warnings=result.image["warnings"],
+            polarity=result.image["polarity"],
+            background_radius=result.parameters.get("background_radius"),
+        )
+    except BlotQuantError as error:
+        outcome["error"] = str(error)
+    except MemoryError:
+        outcome["error"] = f"{path}: not enough memory to quantify this image"
+    return outcome
+
+
+def _unique_names(paths):
+    """File names, or paths where two inputs share a file name."""
+    names = [path.name for path in paths]
+    duplicated = {name for name in names if names.count(name) > 1}
+    return [str(path) if path.name in duplicated else path.name for path in paths]

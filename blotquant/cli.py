@@ -1,0 +1,116 @@
+"""The ``blotquant`` command line: a thin shell over the library.
+
+Every error caused by input (a bad file, a wrong option, a malformed study)
+is printed as one line and the command exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from . import __version__
+from .errors import BlotQuantError
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser():
+    """The argument parser of ``blotquant`` and its subcommands."""
+    parser = argparse.ArgumentParser(prog="blotquant", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"blotquant {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    quant = commands.add_parser("quantify", help="quantify lanes and bands of blot images")
+    quant.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    quant.add_argument("--out", required=True, metavar="DIR", help="results folder (new or empty unless --force)")
+    quant.add_argument("--lanes", type=int, metavar="N", help="lanes per strip (default: found automatically)")
+    quant.add_argument("--channel", metavar="C", help="channel name or 0-based index (default: all default channels)")
+    quant.add_argument("--polarity", default="auto", choices=["auto", "light_on_dark", "dark_on_light"])
+    quant.add_argument("--background", default="auto",
+                       choices=["auto", "rolling_ball", "rolling_ball_valley", "border_median", "rubber_band",
+                                "valley", "none"])
+    quant.add_argument("--radius", type=float, metavar="PX", help="rolling-ball radius in pixels (default: auto)")
+    quant.add_argument("--band-rows", type=int, nargs=2, metavar=("TOP", "BOTTOM"),
+                       help="measure exactly one band per lane between these rows")
+    quant.add_argument("--min-snr", type=float, default=4.0, help="band detection threshold (default 4)")
+    quant.add_argument("--no-review", action="store_true", help="ignore lane-review files next to the images")
+    quant.add_argument("--no-overlay", action="store_true", help="do not draw overlay PNGs")
+    quant.add_argument("--max-pixels", type=int, metavar="N", help="refuse images with more pixels than this")
+    quant.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    quant.add_argument("--force", action="store_true", help="replace results already in --out")
+
+    study = commands.add_parser("study", help="run a whole study: quantify, normalise, align times, flag, report")
+    study.add_argument("study_file", metavar="STUDY_TOML")
+    study.add_argument("--out", required=True, metavar="DIR")
+    study.add_argument("--jobs", type=int, metavar="N")
+    study.add_argument("--force", action="store_true", help="replace results already in --out")
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = ["blotquant"] + list(sys.argv[1:] if argv is None else argv)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if args.command == "quantify":
+                code = _run_quantify(args, command)
+            else:
+                code = _run_study(args)
+        for message in sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)}):
+            print(f"blotquant: WARNING: {message}", file=sys.stderr)
+        return code
+    except BlotQuantError as error:
+        print(f"blotquant: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("blotquant: interrupted; finished files are complete, nothing half-written was kept", file=sys.stderr)
+        return 130
+
+
+def _run_quantify(args, command):
+    from .batch import quantify_batch
+
+    channel = args.channel
+    if channel is not None and channel.isdigit():
+        channel = int(channel)
+    options = {
+        "lanes": args.lanes,
+        "channel": channel,
+        "polarity": args.polarity,
+        "background": args.background,
+        "background_radius": args.radius,
+        "band_rows": tuple(args.band_rows) if args.band_rows else None,
+        "min_snr": args.min_snr,
+        "review": None if args.no_review else "auto",
+        "max_pixels": args.max_pixels,
+    }
+    result = quantify_batch(args.images, args.out, force=args.force, jobs=args.jobs,
+                            overlays=not args.no_overlay, command=command, **options)
+    for item in result.record["inputs"]:
+        for warning in item["warnings"]:
+            print(f"blotquant: WARNING: {item['image']}: {warning}", file=sys.stderr)
+        if item["review"]:
+            print(f"blotquant: {item['image']}: using lane review {item['review']}", file=sys.stderr)
+    for failure in result.failures.to_dict("records"):
+        print(f"blotquant: error: {failure['error']}", file=sys.stderr)
+    n_ok = len(result.record["inputs"]) - len(result.failures)
+    print(f"blotquant: {n_ok} image(s) quantified, {len(result.bands)} band(s), "
+          f"{len(result.failures)} failed; results in {args.out}")
+    return EXIT_BAD_INPUT if len(result.failures) else 0
+
+
+def _run_study(args):
+    from .study import run_study
+
+    run_study(args.study_file, args.out, force=args.force, jobs=args.jobs)
+    print(f"blotquant: study results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

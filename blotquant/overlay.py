@@ -1,0 +1,76 @@
+"""Overlay images: the blot with its lanes and bands drawn on, for a glance check."""
+
+from __future__ import annotations
+
+import io as _io
+
+import numpy as np
+
+from ._shared import block_mean
+from .output import atomic_write_bytes
+
+_MAX_DISPLAY_SIDE = 1600
+
+
+def render_overlay(signal, result, path, *, title=None):
+    """Draw lanes and bands over a signal image and save it as a PNG.
+
+    Lanes are outlined in cyan with their number; bands are boxed in
+    yellow, saturated bands in red, excluded lanes and bands in grey.
+
+    Parameters
+    ----------
+    signal : (M, N) array
+        The analysed image with signal positive (bands bright).
+    result : QuantResult
+        What :func:`blotquant.quantify` returned for that image.
+    path : str or pathlib.Path
+        Where to write the PNG (atomically).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Polygon
+
+    factor = max(1, int(np.ceil(max(signal.shape) / _MAX_DISPLAY_SIDE)))
+    shown = block_mean(signal, factor)
+    low, high = np.percentile(shown, [1, 99.8])
+    height, width = signal.shape
+    figure = Figure(figsize=(8, 8 * height / width + 0.5), dpi=150)
+    axes = figure.add_axes((0, 0, 1, 0.95 if title else 1))
+    # Bands are drawn dark on light, as most people read blots.
+    axes.imshow(shown, cmap="gray_r", vmin=low, vmax=high if high > low else low + 1,
+                extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="nearest")
+    axes.set_axis_off()
+    if title:
+        figure.suptitle(title, fontsize=8)
+
+    for lane in result.lanes.to_dict("records"):
+        y_mid = (lane["y_top"] + lane["y_bottom"]) / 2.0
+        corners = []
+        for y, x in ((lane["y_top"], lane["x_left"]), (lane["y_top"], lane["x_right"]),
+                     (lane["y_bottom"], lane["x_right"]), (lane["y_bottom"], lane["x_left"])):
+            corners.append((x + lane["slope"] * (y - y_mid), y))
+        colour = "0.6" if lane["excluded"] else "tab:cyan"
+        axes.add_patch(Polygon(corners, closed=True, fill=False, edgecolor=colour, linewidth=0.8))
+        label = f"{lane['lane']}" if result.lanes["strip"].max() == 1 else f"{lane['strip']}.{lane['lane']}"
+        axes.text(corners[0][0] + 2, lane["y_top"] + 2, label, color=colour, fontsize=6, va="top")
+
+    for band in result.bands.to_dict("records"):
+        if band["excluded"]:
+            colour = "0.6"
+        elif band["saturated"]:
+            colour = "red"
+        else:
+            colour = "gold" if band["detected"] else "orange"
+        axes.add_patch(
+            Polygon(
+                [(band["x_left"], band["y_top"]), (band["x_right"], band["y_top"]),
+                 (band["x_right"], band["y_bottom"]), (band["x_left"], band["y_bottom"])],
+                closed=True, fill=False, edgecolor=colour, linewidth=0.7,
+            )
+        )
+    buffer = _io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
