@@ -283,15 +283,21 @@ def read_image(path, *, max_pixels: int | None = None) -> BlotImage:
             f"truncated or corrupt ({_one_line(exc)}); copy or export the image again"
         ) from exc
     pixels.notes[:0] = notes
-    image = _build_image(
-        pixels,
-        source_format=source_format,
-        path=Path(os.path.abspath(path)),
-        name=path.name,
-        sha256=digest,
-        label=label,
-        error=ImageReadError,
-    )
+    try:
+        image = _build_image(
+            pixels,
+            source_format=source_format,
+            path=Path(os.path.abspath(path)),
+            name=path.name,
+            sha256=digest,
+            label=label,
+            error=ImageReadError,
+        )
+    except MemoryError as exc:
+        raise ImageReadError(
+            f"{label}: not enough memory to prepare this {source_format} image; "
+            "close other programs or crop the image"
+        ) from exc
     if image.lossy:
         warnings.warn(f"{label}: {_LOSSY_WARNING}", LossyImageWarning, stacklevel=2)
     return image
@@ -300,7 +306,8 @@ def read_image(path, *, max_pixels: int | None = None) -> BlotImage:
 def image_from_array(array, *, name: str = "array", full_scale: float | None = None) -> BlotImage:
     """Wrap an in-memory image (for example a napari layer) as a :class:`BlotImage`.
 
-    The array is copied, so later changes to it do not change the image.
+    The array is copied, so later changes to it do not change the image,
+    and the caller's array is never made read-only.
 
     Parameters
     ----------
@@ -331,7 +338,7 @@ def image_from_array(array, *, name: str = "array", full_scale: float | None = N
     >>> image.full_scale, image.channel_names, image.bit_depth
     (4095.0, ('gray',), 16)
     """
-    arr = np.asarray(array)
+    arr = np.array(array)
     if arr.ndim == 2:
         pixels = _Pixels(arr[np.newaxis], "planes", ("gray",))
     elif arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
@@ -352,7 +359,7 @@ def image_from_array(array, *, name: str = "array", full_scale: float | None = N
                 f"{name}: full_scale must be a positive number, not {full_scale!r}"
             )
         pixels.declared_full_scale = float(full_scale)
-    image = _build_image(
+    return _build_image(
         pixels,
         source_format="array",
         path=None,
@@ -361,11 +368,6 @@ def image_from_array(array, *, name: str = "array", full_scale: float | None = N
         label=name,
         error=ParameterError,
     )
-    if np.may_share_memory(image.data, arr):
-        data = image.data.copy()
-        data.flags.writeable = False
-        object.__setattr__(image, "data", data)
-    return image
 
 
 def detect_polarity(plane) -> str:
@@ -407,7 +409,8 @@ def detect_polarity(plane) -> str:
     values = _finite_sample(_as_plane(plane))
     depths = np.asarray(_POLARITY_TAILS)
     quantiles = np.percentile(values, np.concatenate([depths, [50.0], 100.0 - depths]))
-    lower, median, upper = quantiles[: depths.size], quantiles[depths.size], quantiles[depths.size + 1 :]
+    n = depths.size
+    lower, median, upper = quantiles[:n], quantiles[n], quantiles[n + 1 :]
     spread = upper[0] - lower[0]
     if spread <= 0:
         return "light_on_dark"
@@ -479,7 +482,8 @@ def _resolve_max_pixels(max_pixels):
                 f"{MAX_PIXELS_ENV}={setting!r} is not a whole number; "
                 "set it to a pixel count such as 500000000, or unset it"
             ) from None
-    if isinstance(max_pixels, (bool, np.bool_)) or not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0:
+    whole = isinstance(max_pixels, (int, np.integer)) and not isinstance(max_pixels, (bool, np.bool_))
+    if not whole or max_pixels <= 0:
         raise ParameterError(
             f"{source} must be a positive whole number of pixels, not {max_pixels!r}"
         )
@@ -522,7 +526,8 @@ def _read_head(path, label):
     except OSError as exc:
         reason = exc.strerror or _one_line(exc)
         raise ImageReadError(
-            f"{label}: cannot open the file ({reason}); check that it exists and that you may read it"
+            f"{label}: cannot open the file ({reason}); "
+            "check that it exists and that you may read it"
         ) from exc
 
 
@@ -623,12 +628,13 @@ def _read_tiff(path, label, limit):
             axes = "I" + axes
         else:
             array = first.asarray()
+        declared = _tiff_ceiling(page, array.dtype)
         if photometric == "PALETTE" and page.colormap is not None:
             array = _apply_tiff_colormap(array, page.colormap)
             axes += "S"
             photometric = "RGB"
+            declared = None
 
-    declared = _tiff_ceiling(page, array.dtype)
     other_axes = [i for i, a in enumerate(axes) if a not in "YXS"]
     is_colour = (
         photometric in ("RGB", "YCBCR")
@@ -691,8 +697,8 @@ _SCN_SCAN_PART = re.compile(r"ScanImageTag(\d+)")
 def _mime_parts(blob, label):
     """List the leaf parts of a MIME multipart file.
 
-    Returns (scan number or None, headers dict, body start, body length)
-    tuples. Bodies are skipped by their Content-Length, so binary pixel data
+    Returns (scan number or None, Content-Description, body start, body
+    length) tuples. Bodies are skipped by their Content-Length, so binary pixel data
     can never be mistaken for a boundary.
     """
     first_blank = _MIME_BLANK_LINE.search(blob)
@@ -877,16 +883,18 @@ def _build_image(pixels, *, source_format, path, name, sha256, label, error):
     notes = list(pixels.notes)
     array = pixels.array
     if array.size == 0:
-        raise error(f"{label}: the image has no pixels (shape {array.shape}); give a non-empty image")
+        raise error(
+            f"{label}: the image has no pixels (shape {array.shape}); give a non-empty image"
+        )
     if pixels.layout == "interleaved":
         array = _drop_alpha(array, notes)
     array = _supported_dtype(array, label, error, notes)
     if pixels.layout == "interleaved" and array.shape[-1] == 3:
         planes, names, default = _split_rgb(array, pixels.declared_full_scale)
     else:
-        if pixels.layout == "interleaved":  # grey values left after dropping alpha
-            array = np.moveaxis(array, -1, 0)
         names = pixels.channel_names or _numbered("channel", array.shape[0])
+        if pixels.layout == "interleaved":  # grey values left after dropping alpha
+            array, names = np.moveaxis(array, -1, 0), ("gray",)
         planes, default = array, tuple(range(array.shape[0]))
     planes = np.ascontiguousarray(planes)
 
@@ -951,7 +959,6 @@ def _supported_dtype(array, label, error, notes):
             target = np.dtype(np.uint16)
         else:
             target = np.dtype(np.float32)
-        notes.append(f"{dtype.name} pixel values were stored as {target.name}")
         return array.astype(target)
     raise error(
         f"{label}: unsupported pixel type {dtype}; give integer or floating-point grey values"
@@ -1001,7 +1008,9 @@ def _channel_ranges(planes, label, error, notes):
     finite = np.isfinite(flat)
     bad = flat.size - int(np.count_nonzero(finite))
     if bad == flat.size:
-        raise error(f"{label}: no pixel holds a finite number (all NaN or infinite); check the export")
+        raise error(
+            f"{label}: no pixel holds a finite number (all NaN or infinite); check the export"
+        )
     if bad:
         notes.append(f"{bad:,} pixel values are NaN or infinite and will be ignored where possible")
         with warnings.catch_warnings():

@@ -355,6 +355,13 @@ def test_rgba_png_with_transparency_warns(tmp_path):
     assert any("transparen" in w for w in image.warnings)
 
 
+def test_grey_png_with_alpha_is_grey(tmp_path):
+    grey_alpha = np.dstack([film(), np.full((40, 60), 255, np.uint8)])
+    image = read_image(write_png(tmp_path / "grey_alpha.png", grey_alpha))
+    assert image.channel_names == ("gray",)
+    np.testing.assert_array_equal(image.channel(0), film())
+
+
 def test_palette_gif_is_grey(tmp_path):
     plane = film()
     path = tmp_path / "film.gif"
@@ -540,7 +547,10 @@ def huge_png(path):
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1000)
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
     )
     return path
 
@@ -628,6 +638,7 @@ def test_image_from_array_grey_and_copy():
 def test_image_from_array_stack_and_rgb():
     stack = np.stack([blot(), blot(peak=4000)])
     assert image_from_array(stack).channel_names == ("channel1", "channel2")
+    assert stack.flags.writeable  # the caller's array is left alone
     assert image_from_array(coomassie_rgb()).channel_names == ("luminance", "red", "green", "blue")
 
 
