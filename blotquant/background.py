@@ -74,8 +74,13 @@ def rolling_ball_background(signal, radius, *, shrink=None, correct_noise_bias=T
     if shrink is None:
         shrink = max(1, int(np.ceil(radius / _SHRUNK_BALL_RADIUS)))
     shrink = int(min(shrink, max(1, min(signal.shape) // 4)))
-    # Light smoothing first, as ImageJ does, so single noisy pixels do not hold the ball down.
-    smoothed = ndi.uniform_filter(np.asarray(signal, dtype=np.float32), size=3, mode="nearest")
+    signal32 = np.asarray(signal, dtype=np.float32)
+    if shrink > 1:
+        # Block averaging already smooths more than ImageJ's 3x3 mean.
+        smoothed = signal32
+    else:
+        # Light smoothing, as ImageJ does, so single noisy pixels do not hold the ball down.
+        smoothed = ndi.uniform_filter(signal32, size=3, mode="nearest")
     small = block_mean(smoothed, shrink)
 
     shrunk_radius = radius / shrink

@@ -68,6 +68,10 @@ class LaneProfile:
 def lane_profile(signal, background, lane):
     """Build the :class:`LaneProfile` of one lane.
 
+    Returns ``(profile, block)``: the profile and the lane's straightened
+    signal pixels (see :func:`blotquant.lanes.lane_block`), which the caller
+    needs for saturation and border measurements.
+
     Parameters
     ----------
     signal : (M, N) array
@@ -78,7 +82,6 @@ def lane_profile(signal, background, lane):
         One row of a lane table (see :mod:`blotquant.lanes`).
     """
     rows, block, first = lane_block(signal, lane)
-    block = block.astype(np.float64, copy=False)
     if background is not None:
         bg_block = background[rows[:, None], first[:, None] + np.arange(block.shape[1])[None, :]]
         residual = block - bg_block
@@ -93,7 +96,8 @@ def lane_profile(signal, background, lane):
     # Noise from horizontal neighbours: structure along the lane cancels.
     sample = residual[:: max(1, rows.size // 200)]
     noise = robust_sigma(np.diff(sample, axis=1)) / np.sqrt(2.0) if width > 1 else difference_noise_sigma(robust)
-    return LaneProfile(rows, block.sum(axis=1), bg_profile, robust, width, float(noise))
+    profile = LaneProfile(rows, block.sum(axis=1, dtype=np.float64), bg_profile, robust, width, float(noise))
+    return profile, block
 
 
 def find_band_peaks(profile, *, min_snr=4.0, window=None):

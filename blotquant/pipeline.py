@@ -173,7 +173,7 @@ def quantify(
         # Detection always uses the ball's residual; only the measurement follows ``method``.
         bg_image = rolling_ball_background(signal, radius)
         for lane in lane_table.to_dict("records"):
-            profile = lane_profile(signal, bg_image, lane)
+            profile, lane_pixels = lane_profile(signal, bg_image, lane)
             if not needs_2d:
                 measured_profile = LaneProfile(profile.rows, profile.signal, np.zeros_like(profile.background),
                                                profile.robust, profile.width, profile.noise)
@@ -181,7 +181,6 @@ def quantify(
                 measured_profile = profile
             key = (blot.channel_names[index], int(lane["strip"]), int(lane["lane"]))
             profiles[key] = profile
-            lane_pixels = lane_block(signal, lane)[1]
             boxes = _band_boxes(profile, lane, review_obj, band_rows, min_snr)
             for number, (peak, top, bottom, detected) in enumerate(boxes, start=1):
                 volume, bg_sum = measure_band(measured_profile, top, bottom, method=method,
