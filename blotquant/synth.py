@@ -289,155 +289,30 @@ def make_blot(
     >>> blot.image.dtype, blot.image.shape, len(blot.truth_bands)
     (dtype('uint16'), (200, 300), 4)
     """
-    shape = _check_shape(shape)
-    n_lanes, n_strips = _positive_int(n_lanes, "n_lanes"), _positive_int(n_strips, "n_strips")
-    rows = _check_band_rows(band_rows)
-    if polarity not in _POLARITIES:
-        raise ParameterError(f"polarity must be one of {_POLARITIES}, got {polarity!r}")
-    if background not in _BACKGROUNDS:
-        raise ParameterError(f"background must be one of {_BACKGROUNDS}, got {background!r}")
-    if bit_depth not in _BIT_DEPTHS:
-        raise ParameterError(f"bit_depth must be one of {_BIT_DEPTHS}, got {bit_depth!r}")
-    for name, value, low, high in (
-        ("tail", tail, 0.0, 0.95),
-        ("lane_width_frac", lane_width_frac, 0.05, 1.0),
-        ("lane_width_jitter", lane_width_jitter, 0.0, 0.5),
-        ("lane_position_jitter", lane_position_jitter, 0.0, 0.3),
-        ("lane_margin", lane_margin, 0.0, 0.4),
-        ("lane_edge", lane_edge, 0.01, 1.0),
-        ("band_sigma_jitter", band_sigma_jitter, 0.0, 0.5),
-        ("background_level", background_level, 0.0, 0.8),
-        ("read_noise", read_noise, 0.0, 0.2),
-        ("smear", smear, 0.0, 1.0),
-        ("strip_gap", strip_gap, 0.0, 0.5),
-    ):
-        if not low <= float(value) <= high:
-            raise ParameterError(f"{name} must lie in [{low}, {high}], got {value!r}")
-    if tail_length <= 0 or full_well <= 0:
-        raise ParameterError("tail_length and full_well must be positive")
-    if int(dust) < 0:
-        raise ParameterError(f"dust must be a count >= 0, got {dust!r}")
-    if peak is None:
-        peak = 1.8 if saturate else 0.6
-    if not saturate and not 0 < peak <= _NO_CLIP_CEILING:
-        raise ParameterError(f"peak={peak} would clip bands; give peak <= 0.9 or saturate=True")
-    if peak <= 0:
-        raise ParameterError(f"peak must be positive, got {peak!r}")
-    empty = sorted({int(lane) for lane in empty_lanes})
-    if any(not 1 <= lane <= n_lanes for lane in empty):
-        raise ParameterError(f"empty_lanes {empty} must be lane numbers 1..{n_lanes}")
-    if nonspecific is True:
-        nonspecific = 0.3
-    if nonspecific is not None and nonspecific is not False:
-        nonspecific = float(nonspecific)
-        if not 1 <= int(nonspecific_row) <= len(rows):
-            raise ParameterError(f"nonspecific_row must be 1..{len(rows)}, got {nonspecific_row!r}")
-    else:
-        nonspecific = None
-
-    height, width = shape
+    opts = _resolve_options(dict(locals()))
+    shape, rows, empty = opts["shape"], opts["band_rows"], opts["empty_lanes"]
     full_scale = 1.0 if bit_depth == 32 else float(2**bit_depth - 1)
-    streams = np.random.SeedSequence(int(seed)).spawn(7)
+    # One independent stream per ingredient, so switching dust or noise on
+    # leaves the lanes, amounts and background of the same seed unchanged.
     rng_layout, rng_amounts, rng_bg, rng_dust, rng_marks, rng_noise, rng_smear = (
-        np.random.default_rng(s) for s in streams
+        np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(7)
     )
     frame = _Frame(shape, rotation_deg)
 
-    # --- layout: strips, lanes, rows -------------------------------------
-    strips = _strip_layout(height, width, n_strips, strip_gap, strip_shift, rng_layout)
-    pitch = width * (1 - 2 * lane_margin) / n_lanes
-    nominal_half = 0.5 * lane_width_frac * pitch
-    lane_u = (
-        -0.5
-        + width * lane_margin
-        + (np.arange(n_lanes) + 0.5) * pitch
-        + rng_layout.uniform(-1, 1, n_lanes) * lane_position_jitter * pitch
-    )
-    lane_half = nominal_half * (1 + rng_layout.uniform(-1, 1, n_lanes) * lane_width_jitter)
-    edge = lane_edge * nominal_half
-    if band_sigma is None:
-        band_sigma = max(1.5, 0.008 * height)
-    row_sigma = np.broadcast_to(np.asarray(band_sigma, dtype=float), (len(rows),)).copy()
-    if np.any(row_sigma <= 0):
-        raise ParameterError(f"band_sigma must be positive, got {band_sigma!r}")
-
-    amount_table = _resolve_amounts(amounts, n_strips, n_lanes, len(rows), rng_amounts)
+    strips = _strip_layout(shape, opts["n_strips"], opts["strip_gap"], strip_shift, rng_layout)
+    lanes = _lane_layout(shape[1], opts, rng_layout)
+    amount_table = _resolve_amounts(amounts, opts["n_strips"], opts["n_lanes"], len(rows), rng_amounts)
     amount_table[:, [lane - 1 for lane in empty], :] = 0.0
-    loading = rng_amounts.uniform(0.7, 1.3, (n_strips, n_lanes))
-
-    # Every row, specific or not, as (position offset in px from strip top, sigma, strength, source, nonspecific).
-    row_defs = [
-        dict(source=k + 1, nonspecific=False, pos=pos, offset_sigma=0.0, strength=strength)
-        for k, (pos, strength) in enumerate(rows)
-    ]
-    if nonspecific is not None:
-        pos = rows[nonspecific_row - 1][0]
-        row_defs.append(
-            dict(source=int(nonspecific_row), nonspecific=True, pos=pos,
-                 offset_sigma=float(nonspecific_offset), strength=nonspecific * rows[nonspecific_row - 1][1])
-        )
-    for d in row_defs:
-        d["sigma"] = float(row_sigma[d["source"] - 1])
-    order = sorted(range(len(row_defs)), key=lambda i: (row_defs[i]["pos"], row_defs[i]["offset_sigma"]))
-    for rank, i in enumerate(order, start=1):
-        row_defs[i]["band_row"] = rank
-
-    specs = []
-    for s, strip in enumerate(strips):
-        u_centres = lane_u + strip["shift"]
-        u_mid = float(u_centres.mean())
-        half_span = max(float(np.abs(u_centres - u_mid).max()), 1.0)
-        strip_h = strip["bottom"] - strip["top"]
-        for j in range(n_lanes):
-            if j + 1 in empty:
-                continue
-            for rank_index in order:
-                d = row_defs[rank_index]
-                sigma = d["sigma"] * (1 + rng_layout.uniform(-1, 1) * band_sigma_jitter)
-                v0 = strip["top"] + d["pos"] * strip_h + d["offset_sigma"] * d["sigma"]
-                if not strip["top"] < v0 < strip["bottom"]:
-                    raise ParameterError(
-                        f"band row {d['band_row']} falls outside strip {s + 1}; "
-                        "move band_rows or nonspecific_offset inside (0, 1)"
-                    )
-                if d["nonspecific"]:
-                    amount = loading[s, j] * amount_table[s, :, d["source"] - 1].max()
-                else:
-                    amount = amount_table[s, j, d["source"] - 1]
-                specs.append(dict(
-                    strip=s + 1, lane=j + 1, band_row=d["band_row"], source_row=d["source"],
-                    nonspecific=d["nonspecific"], amount=float(amount), strength=float(d["strength"]),
-                    u=float(u_centres[j]), half_width=float(lane_half[j]), edge=float(edge),
-                    v0=float(v0), u_mid=u_mid, half_span=half_span,
-                    smile_px=float(smile * strip_h), curvature_px=float(band_curvature * sigma),
-                    sigma=float(sigma), tau=float(tail_length * sigma), tail=float(tail),
-                    v_min=strip["membrane_top"], v_max=strip["membrane_bottom"], volume_model=0.0,
-                ))
+    loading = rng_amounts.uniform(0.7, 1.3, (opts["n_strips"], opts["n_lanes"]))
+    specs = _band_specs(opts, strips, lanes, amount_table, loading, rng_layout)
 
     # Exposure: the strongest band's noise-free continuous peak is ``peak`` x full scale.
-    unit_peaks = np.array([_unit_peak(b) * b["amount"] * b["strength"] for b in specs])
-    gain = peak * full_scale / unit_peaks.max() if specs and unit_peaks.max() > 0 else 0.0
+    unit_peaks = [_unit_peak(b) * b["amount"] * b["strength"] for b in specs]
+    gain = opts["peak"] * full_scale / max(unit_peaks) if specs and max(unit_peaks) > 0 else 0.0
     for b in specs:
         b["volume_model"] = gain * b["amount"] * b["strength"]
 
-    # --- background ------------------------------------------------------
-    level = background_level * full_scale
-    bg = _membrane_background(background, level, frame, row_sigma.mean(), rng_bg)
-    if n_strips > 1:
-        _apply_strip_gaps(bg, strips, level, frame)
-    if smear > 0:
-        _add_smear(bg, specs, strips, smear, frame, rng_smear)
-    if marks:
-        first = min((b["v0"] - b["curvature_px"] - b["smile_px"] - 5 * b["sigma"] for b in specs
-                     if b["strip"] == 1), default=strips[0]["top"] + 0.2 * (strips[0]["bottom"] - strips[0]["top"]))
-        _add_marks(bg, strips[0], first, full_scale, frame, rng_marks)
-    if dust:
-        _add_dust(bg, int(dust), level, full_scale, rng_dust)
-    # Dark dust cannot take away more light than there is; bright dust on a pen
-    # mark still leaves headroom below full scale.
-    np.clip(bg, 0, 0.95 * full_scale, out=bg)
-
-    # --- bands -----------------------------------------------------------
+    bg = _background_image(opts, specs, strips, frame, full_scale, (rng_bg, rng_smear, rng_marks, rng_dust))
     layers = [_render_band(b, frame) for b in specs]
     signal = bg.copy()
     _accumulate(signal, layers)
@@ -451,13 +326,11 @@ def make_blot(
             signal = bg.copy()
             _accumulate(signal, layers)
 
-    # --- noise, clipping, storage -----------------------------------------
     if noise:
         signal = _add_noise(signal, full_scale, full_well, read_noise, rng_noise)
     np.clip(signal, 0.0, full_scale, out=signal)
     if bit_depth != 32:
         np.rint(signal, out=signal)
-
     saturated = [_is_saturated_band(signal, layer, full_scale) for layer in layers]
     stored = signal if polarity == "light_on_dark" else full_scale - signal
     if bit_depth == 32:
@@ -465,29 +338,24 @@ def make_blot(
     else:
         image = stored.astype(np.uint8 if bit_depth <= 8 else np.uint16)
 
-    truth_bands = _truth_bands(specs, layers, saturated, frame)
-    truth_lanes = _truth_lanes(strips, lane_u, lane_half, n_lanes, empty, frame)
-    params = dict(
-        shape=list(shape), n_lanes=n_lanes, n_strips=n_strips,
-        band_rows=[list(r) for r in rows], amounts=amount_table.tolist(),
-        rotation_deg=float(rotation_deg), smile=float(smile), band_curvature=float(band_curvature),
-        lane_width_jitter=float(lane_width_jitter), lane_width_frac=float(lane_width_frac),
-        lane_position_jitter=float(lane_position_jitter), lane_margin=float(lane_margin),
-        lane_edge=float(lane_edge), band_sigma=row_sigma.tolist(),
-        band_sigma_jitter=float(band_sigma_jitter), tail=float(tail), tail_length=float(tail_length),
-        peak=float(peak), background=background, background_level=float(background_level),
-        noise=bool(noise), full_well=float(full_well), read_noise=float(read_noise), dust=int(dust),
-        saturate=bool(saturate), polarity=polarity, bit_depth=int(bit_depth), empty_lanes=empty,
-        smear=float(smear), nonspecific=nonspecific, nonspecific_offset=float(nonspecific_offset),
-        nonspecific_row=int(nonspecific_row), strip_gap=float(strip_gap),
-        strip_shift=[s["shift"] for s in strips], marks=bool(marks), seed=int(seed),
-        full_scale=full_scale, gain=float(gain), loading=loading.tolist(),
-        strips=[{k: v for k, v in s.items()} for s in strips],
-        bands=specs,
-    )
+    params = _jsonable({
+        **opts,
+        "amounts": amount_table,
+        "strip_shift": [s["shift"] for s in strips],
+        "full_scale": full_scale,
+        "gain": gain,
+        "loading": loading,
+        "strips": strips,
+        "bands": specs,
+    })
     return SyntheticBlot(
-        image=image, truth_bands=truth_bands, truth_lanes=truth_lanes, full_scale=full_scale,
-        polarity=polarity, params=params, background=bg,
+        image=image,
+        truth_bands=_truth_bands(specs, layers, saturated, frame),
+        truth_lanes=_truth_lanes(strips, lanes, opts, frame),
+        full_scale=full_scale,
+        polarity=polarity,
+        params=params,
+        background=bg,
     )
 
 
@@ -576,7 +444,7 @@ def band_contribution(blot, index):
     --------
     >>> blot = make_blot(shape=(200, 300), n_lanes=3, noise=False, seed=2)
     >>> rows, cols, values = band_contribution(blot, 0)
-    >>> float(values.sum(dtype=np.float64)) == blot.truth_bands.volume[0]
+    >>> bool(values.sum(dtype=np.float64) == blot.truth_bands.volume[0])
     True
     """
     frame = _Frame(blot.params["shape"], blot.params["rotation_deg"])
@@ -612,6 +480,234 @@ def save_blot(blot, path):
     else:
         raise ParameterError(f"{path}: unknown image suffix {path.suffix!r}; use .tif, .tiff or .png")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+# --------------------------------------------------------------------------
+# Options and layout
+# --------------------------------------------------------------------------
+
+_RANGES = {
+    "tail": (0.0, 0.95),
+    "lane_width_frac": (0.05, 1.0),
+    "lane_width_jitter": (0.0, 0.5),
+    "lane_position_jitter": (0.0, 0.3),
+    "lane_margin": (0.0, 0.4),
+    "lane_edge": (0.01, 1.0),
+    "band_sigma_jitter": (0.0, 0.5),
+    "background_level": (0.0, 0.8),
+    "read_noise": (0.0, 0.2),
+    "smear": (0.0, 1.0),
+    "strip_gap": (0.0, 0.5),
+}
+
+
+def _resolve_options(args):
+    """Check make_blot's keywords and fill in the defaults that depend on others."""
+    opts = dict(args)
+    opts["shape"] = _check_shape(args["shape"])
+    opts["n_lanes"] = _positive_int(args["n_lanes"], "n_lanes")
+    opts["n_strips"] = _positive_int(args["n_strips"], "n_strips")
+    opts["band_rows"] = rows = _check_band_rows(args["band_rows"])
+    for name, allowed in (("polarity", _POLARITIES), ("background", _BACKGROUNDS), ("bit_depth", _BIT_DEPTHS)):
+        if args[name] not in allowed:
+            raise ParameterError(f"{name} must be one of {allowed}, got {args[name]!r}")
+    for name, (low, high) in _RANGES.items():
+        if not low <= float(args[name]) <= high:
+            raise ParameterError(f"{name} must lie in [{low}, {high}], got {args[name]!r}")
+        opts[name] = float(args[name])
+    for name in ("tail_length", "full_well"):
+        if not float(args[name]) > 0:
+            raise ParameterError(f"{name} must be positive, got {args[name]!r}")
+        opts[name] = float(args[name])
+    if int(args["dust"]) < 0:
+        raise ParameterError(f"dust must be a count >= 0, got {args['dust']!r}")
+    peak = args["peak"]
+    if peak is None:
+        peak = 1.8 if args["saturate"] else 0.6
+    if not float(peak) > 0:
+        raise ParameterError(f"peak must be positive, got {peak!r}")
+    if not args["saturate"] and peak > _NO_CLIP_CEILING:
+        raise ParameterError(f"peak={peak} would clip bands; give peak <= 0.9 or saturate=True")
+    opts["peak"] = float(peak)
+    empty = sorted({int(lane) for lane in args["empty_lanes"]})
+    if any(not 1 <= lane <= opts["n_lanes"] for lane in empty):
+        raise ParameterError(f"empty_lanes {empty} must be lane numbers 1..{opts['n_lanes']}")
+    opts["empty_lanes"] = empty
+    nonspecific = args["nonspecific"]
+    if nonspecific is True:
+        nonspecific = 0.3
+    if nonspecific is None or nonspecific is False:
+        nonspecific = None
+    elif not 1 <= int(args["nonspecific_row"]) <= len(rows):
+        raise ParameterError(f"nonspecific_row must be 1..{len(rows)}, got {args['nonspecific_row']!r}")
+    opts["nonspecific"] = None if nonspecific is None else float(nonspecific)
+    band_sigma = args["band_sigma"]
+    if band_sigma is None:
+        band_sigma = max(1.5, 0.008 * opts["shape"][0])
+    row_sigma = np.broadcast_to(np.asarray(band_sigma, dtype=float), (len(rows),))
+    if np.any(row_sigma <= 0):
+        raise ParameterError(f"band_sigma must be positive, got {band_sigma!r}")
+    opts["band_sigma"] = row_sigma.tolist()
+    opts.pop("amounts")  # replaced by the resolved table
+    return opts
+
+
+def _check_shape(shape):
+    try:
+        height, width = (int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise ParameterError(f"shape must be (rows, cols), got {shape!r}") from None
+    if height < 32 or width < 32:
+        raise ParameterError(f"shape {shape!r} is too small; give at least 32 x 32 px")
+    return height, width
+
+
+def _positive_int(value, name):
+    if int(value) != value or int(value) < 1:
+        raise ParameterError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_band_rows(band_rows):
+    rows = []
+    for entry in band_rows:
+        try:
+            pos, strength = (float(x) for x in entry)
+        except (TypeError, ValueError):
+            raise ParameterError(f"band_rows entries must be (position, strength), got {entry!r}") from None
+        if not 0 < pos < 1 or strength < 0:
+            raise ParameterError(f"band row {entry!r}: position must lie in (0, 1) and strength be >= 0")
+        rows.append((pos, strength))
+    if not rows:
+        raise ParameterError("band_rows is empty; give at least one (position, strength)")
+    return rows
+
+
+def _resolve_amounts(amounts, n_strips, n_lanes, n_rows, rng):
+    if amounts is None:
+        return 10 ** rng.uniform(-1, 0, (n_strips, n_lanes, n_rows))
+    table = np.asarray(amounts, dtype=float)
+    if table.ndim == 1:
+        table = table[None, :, None]
+    elif table.ndim == 2:
+        table = table[None, :, :]
+    try:
+        table = np.broadcast_to(table, (n_strips, n_lanes, n_rows)).copy()
+    except ValueError:
+        raise ParameterError(
+            f"amounts has shape {np.shape(amounts)}; expected ({n_lanes},), ({n_lanes}, {n_rows}) "
+            f"or ({n_strips}, {n_lanes}, {n_rows})"
+        ) from None
+    if not np.all(np.isfinite(table)) or np.any(table < 0):
+        raise ParameterError("amounts must be finite and >= 0")
+    return table
+
+
+def _strip_layout(shape, n_strips, strip_gap, strip_shift, rng):
+    """Strips in blot-frame rows; the outer membrane edges lie beyond the image."""
+    height, width = shape
+    gap = strip_gap * height if n_strips > 1 else 0.0
+    strip_h = (height - (n_strips - 1) * gap) / n_strips
+    if strip_shift is None:
+        shifts = rng.uniform(-0.005, 0.005, n_strips) * width if n_strips > 1 else np.zeros(1)
+    else:
+        shifts = np.broadcast_to(np.asarray(strip_shift, dtype=float), (n_strips,))
+    strips = []
+    for s in range(n_strips):
+        top = -0.5 + s * (strip_h + gap)
+        strips.append(dict(
+            top=float(top), bottom=float(top + strip_h), shift=float(shifts[s]),
+            membrane_top=None if s == 0 else float(top),
+            membrane_bottom=None if s == n_strips - 1 else float(top + strip_h),
+        ))
+    return strips
+
+
+def _lane_layout(width, opts, rng):
+    """Lane centres (blot-frame columns, before any strip shift), half-widths and edge softness."""
+    n_lanes, margin = opts["n_lanes"], opts["lane_margin"]
+    pitch = width * (1 - 2 * margin) / n_lanes
+    nominal_half = 0.5 * opts["lane_width_frac"] * pitch
+    centres = (
+        -0.5
+        + width * margin
+        + (np.arange(n_lanes) + 0.5) * pitch
+        + rng.uniform(-1, 1, n_lanes) * opts["lane_position_jitter"] * pitch
+    )
+    half_widths = nominal_half * (1 + rng.uniform(-1, 1, n_lanes) * opts["lane_width_jitter"])
+    return dict(u=centres, half_width=half_widths, edge=opts["lane_edge"] * nominal_half)
+
+
+def _row_definitions(opts):
+    """Every band row, specific or not, in top-to-bottom order with its 1-based band_row."""
+    rows = opts["band_rows"]
+    defs = [
+        dict(source=k + 1, nonspecific=False, pos=pos, offset_sigma=0.0, strength=strength)
+        for k, (pos, strength) in enumerate(rows)
+    ]
+    if opts["nonspecific"] is not None:
+        source = int(opts["nonspecific_row"])
+        defs.append(dict(
+            source=source, nonspecific=True, pos=rows[source - 1][0],
+            offset_sigma=float(opts["nonspecific_offset"]),
+            strength=opts["nonspecific"] * rows[source - 1][1],
+        ))
+    for d in defs:
+        d["sigma"] = opts["band_sigma"][d["source"] - 1]
+    defs.sort(key=lambda d: (d["pos"], d["offset_sigma"]))
+    for rank, d in enumerate(defs, start=1):
+        d["band_row"] = rank
+    return defs
+
+
+def _band_specs(opts, strips, lanes, amount_table, loading, rng):
+    """The resolved geometry and amount of every band, strip by strip, lane by lane, top to bottom."""
+    row_defs = _row_definitions(opts)
+    specs = []
+    for s, strip in enumerate(strips):
+        u_centres = lanes["u"] + strip["shift"]
+        u_mid = float(u_centres.mean())
+        half_span = max(float(np.abs(u_centres - u_mid).max()), 1.0)
+        strip_h = strip["bottom"] - strip["top"]
+        for j in range(opts["n_lanes"]):
+            if j + 1 in opts["empty_lanes"]:
+                continue
+            for d in row_defs:
+                sigma = d["sigma"] * (1 + rng.uniform(-1, 1) * opts["band_sigma_jitter"])
+                v0 = strip["top"] + d["pos"] * strip_h + d["offset_sigma"] * d["sigma"]
+                if not strip["top"] < v0 < strip["bottom"]:
+                    raise ParameterError(
+                        f"band row {d['band_row']} falls outside strip {s + 1}; "
+                        "move band_rows or nonspecific_offset inside the strip"
+                    )
+                if d["nonspecific"]:
+                    amount = loading[s, j] * amount_table[s, :, d["source"] - 1].max()
+                else:
+                    amount = amount_table[s, j, d["source"] - 1]
+                specs.append(dict(
+                    strip=s + 1, lane=j + 1, band_row=d["band_row"], source_row=d["source"],
+                    nonspecific=d["nonspecific"], amount=float(amount), strength=float(d["strength"]),
+                    u=float(u_centres[j]), half_width=float(lanes["half_width"][j]),
+                    edge=float(lanes["edge"]), v0=float(v0), u_mid=u_mid, half_span=half_span,
+                    smile_px=float(opts["smile"] * strip_h),
+                    curvature_px=float(opts["band_curvature"] * sigma), sigma=float(sigma),
+                    tau=float(opts["tail_length"] * sigma), tail=opts["tail"],
+                    v_min=strip["membrane_top"], v_max=strip["membrane_bottom"], volume_model=0.0,
+                ))
+    return specs
+
+
+def _jsonable(value):
+    """Plain JSON types for a params dict (numpy arrays and scalars, tuples)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 # --------------------------------------------------------------------------
@@ -655,8 +751,7 @@ def _render_band(spec, frame):
     """(rows, cols, values) of one band inside its bounding box, or None if off-image."""
     reach = spec["half_width"] + _EDGE_REACH * spec["edge"]
     u_lo, u_hi = spec["u"] - reach, spec["u"] + reach
-    probes = np.array([u_lo, u_hi, spec["u"], np.clip(spec["u_mid"], u_lo, u_hi)])
-    centres = _band_centre_v(spec, probes)
+    centres = _band_centre_v(spec, np.linspace(u_lo, u_hi, 33))
     v_lo = centres.min() - _CORE_REACH * spec["sigma"]
     v_hi = centres.max() + _CORE_REACH * spec["sigma"] + (_TAIL_REACH * spec["tau"] if spec["tail"] > 0 else 0)
     if spec["v_min"] is not None:
@@ -717,78 +812,8 @@ def _is_saturated_band(signal, layer, full_scale):
 
 
 # --------------------------------------------------------------------------
-# Layout helpers
+# Truth tables
 # --------------------------------------------------------------------------
-
-
-def _check_shape(shape):
-    try:
-        height, width = (int(n) for n in shape)
-    except (TypeError, ValueError):
-        raise ParameterError(f"shape must be (rows, cols), got {shape!r}") from None
-    if height < 32 or width < 32:
-        raise ParameterError(f"shape {shape!r} is too small; give at least 32 x 32 px")
-    return height, width
-
-
-def _positive_int(value, name):
-    if int(value) != value or int(value) < 1:
-        raise ParameterError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_band_rows(band_rows):
-    rows = []
-    for entry in band_rows:
-        try:
-            pos, strength = (float(x) for x in entry)
-        except (TypeError, ValueError):
-            raise ParameterError(f"band_rows entries must be (position, strength), got {entry!r}") from None
-        if not 0 < pos < 1 or strength < 0:
-            raise ParameterError(f"band row {entry!r}: position must lie in (0, 1) and strength be >= 0")
-        rows.append((pos, strength))
-    if not rows:
-        raise ParameterError("band_rows is empty; give at least one (position, strength)")
-    return rows
-
-
-def _resolve_amounts(amounts, n_strips, n_lanes, n_rows, rng):
-    if amounts is None:
-        return 10 ** rng.uniform(-1, 0, (n_strips, n_lanes, n_rows))
-    table = np.asarray(amounts, dtype=float)
-    if table.ndim == 1:
-        table = table[None, :, None]
-    elif table.ndim == 2:
-        table = table[None, :, :]
-    try:
-        table = np.broadcast_to(table, (n_strips, n_lanes, n_rows)).copy()
-    except ValueError:
-        raise ParameterError(
-            f"amounts has shape {np.shape(amounts)}; expected ({n_lanes},), ({n_lanes}, {n_rows}) "
-            f"or ({n_strips}, {n_lanes}, {n_rows})"
-        ) from None
-    if not np.all(np.isfinite(table)) or np.any(table < 0):
-        raise ParameterError("amounts must be finite and >= 0")
-    return table
-
-
-def _strip_layout(height, width, n_strips, strip_gap, strip_shift, rng):
-    """Strips in blot-frame rows; the outer membrane edges lie beyond the image."""
-    gap = strip_gap * height if n_strips > 1 else 0.0
-    strip_h = (height - (n_strips - 1) * gap) / n_strips
-    if strip_shift is None:
-        shifts = rng.uniform(-0.005, 0.005, n_strips) * width if n_strips > 1 else np.zeros(1)
-    else:
-        shifts = np.broadcast_to(np.asarray(strip_shift, dtype=float), (n_strips,))
-    strips = []
-    for s in range(n_strips):
-        top = -0.5 + s * (strip_h + gap)
-        strips.append(dict(
-            top=float(top), bottom=float(top + strip_h), shift=float(shifts[s]),
-            membrane_top=None if s == 0 else float(top),
-            membrane_bottom=None if s == n_strips - 1 else float(top + strip_h),
-        ))
-    return strips
 
 
 def _truth_bands(specs, layers, saturated, frame):
@@ -810,21 +835,21 @@ def _truth_bands(specs, layers, saturated, frame):
                          "saturated": bool, "nonspecific": bool})
 
 
-def _truth_lanes(strips, lane_u, lane_half, n_lanes, empty, frame):
+def _truth_lanes(strips, lanes, opts, frame):
     rows = []
     for s, strip in enumerate(strips):
         v_mid = 0.5 * (strip["top"] + strip["bottom"])
-        for j in range(n_lanes):
-            u = lane_u[j] + strip["shift"]
+        for j in range(opts["n_lanes"]):
+            u, half = lanes["u"][j] + strip["shift"], lanes["half_width"][j]
             _, x_center = frame.to_image(u, v_mid)
-            _, x_left = frame.to_image(u - lane_half[j], v_mid)
-            _, x_right = frame.to_image(u + lane_half[j], v_mid)
+            _, x_left = frame.to_image(u - half, v_mid)
+            _, x_right = frame.to_image(u + half, v_mid)
             y_top, _ = frame.to_image(u, strip["top"])
             y_bottom, _ = frame.to_image(u, strip["bottom"])
             rows.append(dict(
                 strip=s + 1, lane=j + 1, x_center=float(x_center), x_left=float(x_left),
                 x_right=float(x_right), y_top=float(y_top), y_bottom=float(y_bottom),
-                half_width=float(lane_half[j]), empty=(j + 1) in empty,
+                half_width=float(half), empty=(j + 1) in opts["empty_lanes"],
             ))
     return pd.DataFrame(rows)
 
@@ -832,6 +857,29 @@ def _truth_lanes(strips, lane_u, lane_half, n_lanes, empty, frame):
 # --------------------------------------------------------------------------
 # Background, artefacts, noise
 # --------------------------------------------------------------------------
+
+
+def _background_image(opts, specs, strips, frame, full_scale, rngs):
+    """Everything that is not band: membrane, strip gaps, smear, pen marks, dust."""
+    rng_bg, rng_smear, rng_marks, rng_dust = rngs
+    level = opts["background_level"] * full_scale
+    bg = _membrane_background(opts["background"], level, frame, float(np.mean(opts["band_sigma"])), rng_bg)
+    if len(strips) > 1:
+        _apply_strip_gaps(bg, strips, level, frame)
+    if opts["smear"] > 0:
+        _add_smear(bg, specs, strips, opts["smear"], frame, rng_smear)
+    if opts["marks"]:
+        first = strips[0]
+        tops = [b["v0"] - b["curvature_px"] - max(b["smile_px"], 0) - 5 * b["sigma"]
+                for b in specs if b["strip"] == 1]
+        first_band = min(tops, default=first["top"] + 0.2 * (first["bottom"] - first["top"]))
+        _add_marks(bg, first, first_band, full_scale, frame, rng_marks)
+    if opts["dust"]:
+        _add_dust(bg, int(opts["dust"]), level, full_scale, rng_dust)
+    # Dark dust cannot take away more light than there is; bright dust on a pen
+    # mark still leaves headroom below full scale.
+    np.clip(bg, 0, 0.95 * full_scale, out=bg)
+    return bg
 
 
 def _smooth_field(shape, scale, rng):
@@ -950,7 +998,7 @@ def _add_curve(acc, points, width_sigma, amplitude, *, flat_top):
 
 def _add_marks(bg, strip, first_band_v, full_scale, frame, rng):
     """Short thick pen strokes (labels) in the strip's top margin."""
-    height, width = frame.shape
+    width = frame.shape[1]
     strip_h = strip["bottom"] - strip["top"]
     zone_top = strip["top"] + 0.015 * strip_h
     zone_bottom = max(zone_top + 0.02 * strip_h, min(zone_top + 0.06 * strip_h, first_band_v))
