@@ -28,7 +28,7 @@ BACKGROUND_METHODS = ("auto", "rolling_ball", "border_median", "rubber_band", "v
 _SHRUNK_BALL_RADIUS = 7.0
 
 
-def rolling_ball_background(signal, radius, *, shrink=None, correct_noise_bias=True):
+def rolling_ball_background(signal, radius, *, shrink=None, correct_noise_bias=True, intensity_scale=1.0):
     """Estimate a smooth background under a signal image with a rolling ball.
 
     The ball rolls under the intensity surface; the background at a pixel is
@@ -48,6 +48,12 @@ def rolling_ball_background(signal, radius, *, shrink=None, correct_noise_bias=T
         chosen so that the shrunk ball has a radius of about seven pixels,
         which keeps the cost independent of the radius. Averaging, unlike
         ImageJ's block minimum, does not bias the background low by the noise.
+    intensity_scale : float
+        Intensity units per pixel of the ball's height. ImageJ's and
+        scikit-image's ball is ``radius`` intensity units high, so on 8-bit
+        data it is steep enough to sink into faint bands; blotquant's
+        pipeline passes ``65535 / full_scale`` so every image is rolled as
+        its 16-bit equivalent.
     correct_noise_bias : bool
         Raise the background by the median residual of the image, which
         removes the bias of a ball resting on noise minima.
@@ -88,7 +94,7 @@ def rolling_ball_background(signal, radius, *, shrink=None, correct_noise_bias=T
     dy, dx = np.mgrid[-half : half + 1, -half : half + 1]
     dist2 = (dy * dy + dx * dx) * float(shrink * shrink)
     footprint = dist2 <= radius * radius
-    height = np.sqrt(np.maximum(radius * radius - dist2, 0.0)).astype(np.float32)
+    height = (np.sqrt(np.maximum(radius * radius - dist2, 0.0)) / intensity_scale).astype(np.float32)
     height = np.where(footprint, height, 0.0)
     eroded = ndi.grey_erosion(small, footprint=footprint, structure=height, mode="nearest")
     opened = ndi.grey_dilation(eroded, footprint=footprint, structure=height, mode="nearest")

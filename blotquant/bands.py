@@ -220,3 +220,80 @@ def band_centroid(profile, top, bottom, peak):
         return float(profile.rows[peak])
     index = np.arange(top, bottom + 1)
     return float(profile.rows[0] + (weights * index).sum() / weights.sum())
+
+
+def harmonise_band_windows(profiles, found, *, min_weight_share=0.0):
+    """Give the bands of one molecular-weight row the same integration window.
+
+    A careful analyst measures a band row with one box size in every lane;
+    limits found lane by lane would shrink for weak bands, whose faint tails
+    sink into the noise, and bias weak bands low. Bands are linked across
+    neighbouring lanes into rows (nearest peak within one band width), and
+    each row's extent above and below the peak is the height-weighted median
+    of its strong members. Windows never cross the valley towards another
+    band of the same lane.
+
+    Parameters
+    ----------
+    profiles : list of LaneProfile
+        The lanes of one strip, left to right (sharing their rows).
+    found : list of list of (peak, top, bottom)
+        What :func:`find_band_peaks` returned for each lane.
+
+    Returns
+    -------
+    list of list of (peak, top, bottom)
+        The same bands with harmonised limits.
+    """
+    rows = []  # each row: {"y": last peak index, "members": [(lane, band)]}
+    for lane_index, bands in enumerate(found):
+        taken = set()
+        for band_index, (peak, top, bottom) in enumerate(bands):
+            tolerance = max(3, bottom - top)
+            best, best_distance = None, None
+            for row_index, row in enumerate(rows):
+                distance = abs(row["y"] - peak)
+                if row_index in taken or distance > tolerance:
+                    continue
+                if best_distance is None or distance < best_distance:
+                    best, best_distance = row_index, distance
+            if best is None:
+                rows.append({"y": peak, "members": []})
+                best = len(rows) - 1
+            rows[best]["y"] = peak
+            rows[best]["members"].append((lane_index, band_index))
+            taken.add(best)
+
+    adjusted = [list(bands) for bands in found]
+    for row in rows:
+        members = row["members"]
+        heights = np.array([profiles[l].robust[found[l][b][0]] for l, b in members], dtype=float)
+        above = np.array([found[l][b][0] - found[l][b][1] for l, b in members], dtype=float)
+        below = np.array([found[l][b][2] - found[l][b][0] for l, b in members], dtype=float)
+        weights = np.clip(heights, 0, None)
+        if weights.sum() <= 0:
+            continue
+        extent_above = _weighted_median(above, weights)
+        extent_below = _weighted_median(below, weights)
+        for lane_index, band_index in members:
+            profile = profiles[lane_index]
+            peaks = [band[0] for band in found[lane_index]]
+            peak = peaks[band_index]
+            low_bound = 0
+            if band_index > 0:
+                previous = peaks[band_index - 1]
+                low_bound = previous + int(np.argmin(profile.robust[previous : peak + 1]))
+            high_bound = profile.rows.size - 1
+            if band_index < len(peaks) - 1:
+                following = peaks[band_index + 1]
+                high_bound = peak + int(np.argmin(profile.robust[peak : following + 1]))
+            top = int(max(low_bound, round(peak - extent_above)))
+            bottom = int(min(high_bound, round(peak + extent_below)))
+            adjusted[lane_index][band_index] = (peak, top, max(top, bottom))
+    return adjusted
+
+
+def _weighted_median(values, weights):
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])

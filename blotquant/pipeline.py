@@ -19,6 +19,7 @@ from .bands import (
     LaneProfile,
     band_centroid,
     find_band_peaks,
+    harmonise_band_windows,
     is_saturated,
     lane_profile,
     measure_band,
@@ -171,9 +172,16 @@ def quantify(
         radii[blot.channel_names[index]] = float(radius)
         needs_2d = method in ("rolling_ball", "rolling_ball_valley")
         # Detection always uses the ball's residual; only the measurement follows ``method``.
-        bg_image = rolling_ball_background(signal, radius)
-        for lane in lane_table.to_dict("records"):
+        bg_image = rolling_ball_background(signal, radius, intensity_scale=_ball_intensity_scale(blot, signal))
+        lane_records = lane_table.to_dict("records")
+        lane_profiles, lane_blocks, lane_boxes = [], [], []
+        for lane in lane_records:
             profile, lane_pixels = lane_profile(signal, bg_image, lane)
+            lane_profiles.append(profile)
+            lane_blocks.append(lane_pixels)
+            lane_boxes.append(_band_boxes(profile, lane, review_obj, band_rows, min_snr))
+        lane_boxes = _harmonise(lane_records, lane_profiles, lane_boxes)
+        for lane, profile, lane_pixels, boxes in zip(lane_records, lane_profiles, lane_blocks, lane_boxes):
             if not needs_2d:
                 measured_profile = LaneProfile(profile.rows, profile.signal, np.zeros_like(profile.background),
                                                profile.robust, profile.width, profile.noise)
@@ -181,8 +189,7 @@ def quantify(
                 measured_profile = profile
             key = (blot.channel_names[index], int(lane["strip"]), int(lane["lane"]))
             profiles[key] = profile
-            boxes = _band_boxes(profile, lane, review_obj, band_rows, min_snr)
-            for number, (peak, top, bottom, detected) in enumerate(boxes, start=1):
+            for number, (peak, top, bottom, source) in enumerate(boxes, start=1):
                 volume, bg_sum = measure_band(measured_profile, top, bottom, method=method,
                                               signal_block_max=lane_pixels)
                 n_pixels = (bottom - top + 1) * profile.width
@@ -210,7 +217,7 @@ def quantify(
                         "saturated": bool(is_saturated(clipped, n_pixels)),
                         "saturated_pixels": clipped,
                         "n_pixels": int(n_pixels),
-                        "detected": bool(detected),
+                        "detected": source != "forced",
                     }
                 )
 
@@ -291,6 +298,12 @@ def _check_band_rows(band_rows, height):
     return top, bottom
 
 
+def _ball_intensity_scale(blot, signal):
+    """Roll every image as its 16-bit equivalent (see rolling_ball_background)."""
+    ceiling = blot.full_scale or float(np.max(signal)) or 1.0
+    return 65535.0 / ceiling
+
+
 def _auto_radius(signal, lane_table):
     """Rolling-ball radius: three band heights (FWHM) from a quick first pass."""
     widths = []
@@ -327,7 +340,11 @@ def _resolve_review(review, blot):
 
 
 def _band_boxes(profile, lane, review_obj, band_rows, min_snr):
-    """(peak, top, bottom, detected) of each band to measure in one lane."""
+    """(peak, top, bottom, source) of each band to measure in one lane.
+
+    ``source`` is "detected", "manual" (a reviewed box) or "forced" (the
+    whole ``band_rows`` window of a lane where no band was found).
+    """
     manual = review_obj.bands_for(int(lane["strip"]), int(lane["lane"])) if review_obj is not None else None
     first_row = int(profile.rows[0])
     last_index = profile.rows.size - 1
@@ -337,18 +354,35 @@ def _band_boxes(profile, lane, review_obj, band_rows, min_snr):
             top = int(np.clip(y_top - first_row, 0, last_index))
             bottom = int(np.clip(y_bottom - first_row, top, last_index))
             peak = top + int(np.argmax(profile.robust[top : bottom + 1]))
-            boxes.append((peak, top, bottom, True))
+            boxes.append((peak, top, bottom, "manual"))
         return boxes
     found = find_band_peaks(profile, min_snr=min_snr, window=band_rows)
     if band_rows is None:
-        return [(peak, top, bottom, True) for peak, top, bottom in found]
+        return [(peak, top, bottom, "detected") for peak, top, bottom in found]
     if found:
         peak, top, bottom = max(found, key=lambda band: profile.robust[band[0]])
-        return [(peak, top, bottom, True)]
+        return [(peak, top, bottom, "detected")]
     top = int(np.clip(band_rows[0] - first_row, 0, last_index))
     bottom = int(np.clip(band_rows[1] - first_row, top, last_index))
     peak = top + int(np.argmax(profile.robust[top : bottom + 1]))
-    return [(peak, top, bottom, False)]
+    return [(peak, top, bottom, "forced")]
+
+
+def _harmonise(lane_records, lane_profiles, lane_boxes):
+    """One integration window per band row and strip (detected bands only)."""
+    result = list(lane_boxes)
+    strips = sorted({lane["strip"] for lane in lane_records})
+    for strip in strips:
+        members = [i for i, lane in enumerate(lane_records) if lane["strip"] == strip]
+        # Reviewed boxes and forced windows are kept exactly as they are.
+        members = [i for i in members if all(box[3] == "detected" for box in lane_boxes[i])]
+        found = [[box[:3] for box in lane_boxes[i]] for i in members]
+        if not any(found):
+            continue
+        adjusted = harmonise_band_windows([lane_profiles[i] for i in members], found)
+        for i, boxes in zip(members, adjusted):
+            result[i] = [(p, t, b, "detected") for p, t, b in boxes]
+    return result
 
 
 def _apply_exclusions(bands, lane_table, review_obj):

@@ -1,0 +1,180 @@
+"""Accuracy of blotquant on synthetic blots with known band volumes.
+
+Prints, for blotquant's default method and for a simple "fixed box plus
+border-median background" baseline on the same images:
+
+* median and 90th-percentile relative error of band volumes, after one
+  scale factor per image and band row (the unknown antibody response),
+  excluding saturated bands;
+* the share of images whose lanes were all found automatically;
+* the recall of band detection and of the saturation flag.
+
+Usage::
+
+    python benchmarks/accuracy.py [--images 40] [--methods] [--jobs 2]
+
+``--methods`` also scores every background method, which is how the
+default was chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from blotquant import quantify
+from blotquant.bands import is_saturated, lane_profile, saturated_pixel_count
+from blotquant.background import border_median_level
+from blotquant.io import image_from_array, to_signal
+from blotquant.synth import random_blot
+
+METHODS = ("rolling_ball_valley", "rolling_ball", "border_median", "valley", "rubber_band")
+
+
+def match_lanes(found, truth):
+    """Map each truth (strip, lane) to a found (strip, lane) by nearest centre; all found?"""
+    mapping = {}
+    all_found = True
+    for strip, truth_strip in truth.groupby("strip"):
+        pitch = np.median(np.diff(np.sort(truth_strip["x_center"]))) if len(truth_strip) > 1 else 100
+        found_strip = found[(found["y_top"] <= truth_strip["y_top"].iloc[0] + 0.2 * pitch + 50)
+                            & (found["y_bottom"] >= truth_strip["y_bottom"].iloc[0] - 0.2 * pitch - 50)]
+        for row in truth_strip.itertuples():
+            if found_strip.empty:
+                all_found = False
+                continue
+            distance = (found_strip["x_center"] - row.x_center).abs()
+            best = distance.idxmin()
+            if distance[best] <= 0.3 * pitch:
+                mapping[(row.strip, row.lane)] = (int(found_strip.at[best, "strip"]), int(found_strip.at[best, "lane"]))
+            elif not row.empty:
+                all_found = False
+        if len(found_strip) != len(truth_strip) and (~truth_strip["empty"]).all():
+            all_found = False
+    return mapping, all_found
+
+
+def match_bands(bands, truth_bands, mapping):
+    """Measured volume (or NaN) for every truth band."""
+    measured = np.full(len(truth_bands), np.nan)
+    flagged = np.zeros(len(truth_bands), bool)
+    for index, row in enumerate(truth_bands.itertuples()):
+        key = mapping.get((row.strip, row.lane))
+        if key is None:
+            continue
+        candidates = bands[(bands["strip"] == key[0]) & (bands["lane"] == key[1])]
+        if candidates.empty:
+            continue
+        distance = (candidates["y"] - row.y).abs()
+        best = distance.idxmin()
+        if distance[best] <= max(3.0, 2.0 * row.sigma_y):
+            measured[index] = candidates.at[best, "volume"]
+            flagged[index] = bool(candidates.at[best, "saturated"])
+    return measured, flagged
+
+
+def baseline_boxes(blot_image, result):
+    """Fixed-height boxes with border-median background, as done by hand in ImageJ."""
+    signal, _ = to_signal(blot_image.data[0], polarity=result.image["polarity"], full_scale=blot_image.full_scale)
+    height = int(np.median(result.bands["y_bottom"] - result.bands["y_top"] + 1)) if len(result.bands) else 10
+    half = max(2, height // 2)
+    rows = []
+    for band in result.bands.to_dict("records"):
+        lane = result.lanes[(result.lanes["strip"] == band["strip"]) & (result.lanes["lane"] == band["lane"])].iloc[0]
+        profile, pixels = lane_profile(signal, None, lane)
+        centre = int(round(band["y"])) - int(profile.rows[0])
+        top, bottom = max(0, centre - half), min(profile.rows.size - 1, centre + half)
+        level = border_median_level(pixels, top, bottom)
+        volume = profile.signal[top : bottom + 1].sum() - level * pixels.shape[1] * (bottom - top + 1)
+        clipped = saturated_pixel_count(pixels, top, bottom, blot_image.full_scale)
+        rows.append({**band, "volume": volume, "saturated": is_saturated(clipped, pixels.size)})
+    return pd.DataFrame(rows, columns=result.bands.columns)
+
+
+def score_image(task):
+    seed, methods = task
+    blot = random_blot(seed)
+    image = image_from_array(blot.image, name=f"synthetic-{seed}", full_scale=blot.full_scale)
+    outcome = {"seed": seed, "lanes_all_found": False, "rows": []}
+    start = time.perf_counter()
+    try:
+        result = quantify(image, review=None)
+    except Exception as error:  # a failure is a data point, not a crash
+        outcome["error"] = f"{type(error).__name__}: {error}"
+        return outcome
+    outcome["seconds"] = time.perf_counter() - start
+    mapping, outcome["lanes_all_found"] = match_lanes(result.lanes, blot.truth_lanes)
+    truth = blot.truth_bands.reset_index(drop=True)
+    tables = {"blotquant": result.bands, "baseline": baseline_boxes(image, result)}
+    for method in methods:
+        if method != "rolling_ball_valley":
+            tables[method] = quantify(image, review=None, background=method,
+                                      lane_geometry=result.lanes.drop(columns=["image"])).bands
+    for name, bands in tables.items():
+        measured, flagged = match_bands(bands, truth, mapping)
+        frame = truth[["strip", "lane", "band_row", "volume", "saturated", "nonspecific"]].copy()
+        frame["measured"] = measured
+        frame["flagged"] = flagged
+        frame["method"] = name
+        frame["seed"] = seed
+        outcome["rows"].append(frame)
+    return outcome
+
+
+def summarise(table):
+    """Relative errors after one scale factor per image and band row."""
+    usable = table[~table["saturated"] & table["measured"].notna() & (table["volume"] > 0)].copy()
+    usable["ratio"] = usable["measured"] / usable["volume"]
+    scale = usable.groupby(["method", "seed", "band_row"])["ratio"].transform("median")
+    usable["error"] = (usable["ratio"] / scale - 1).abs()
+    out = {}
+    for method, group in usable.groupby("method"):
+        everything = table[table["method"] == method]
+        saturated = everything[everything["saturated"] & everything["measured"].notna()]
+        out[method] = {
+            "median_error": float(group["error"].median()),
+            "p90_error": float(group["error"].quantile(0.9)),
+            "bands_scored": int(len(group)),
+            "detection_recall": float(everything["measured"].notna().mean()),
+            "saturation_recall": float(saturated["flagged"].mean()) if len(saturated) else float("nan"),
+            "saturated_bands": int(len(saturated)),
+        }
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--methods", action="store_true", help="score every background method too")
+    args = parser.parse_args()
+    methods = METHODS if args.methods else ()
+    tasks = [(seed, methods) for seed in range(args.images)]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        outcomes = list(pool.map(score_image, tasks))
+    failed = [o for o in outcomes if "error" in o]
+    table = pd.concat([frame for o in outcomes for frame in o["rows"]], ignore_index=True)
+    summary = summarise(table)
+    lanes_ok = np.mean([o["lanes_all_found"] for o in outcomes])
+    seconds = [o["seconds"] for o in outcomes if "seconds" in o]
+    print(f"synthetic blots: {len(outcomes)} (failed: {len(failed)}), "
+          f"median quantify time {np.median(seconds):.2f} s")
+    for o in failed:
+        print(f"  seed {o['seed']}: {o['error']}")
+    print(f"lanes all found automatically: {lanes_ok:.1%} of images")
+    missed = [o["seed"] for o in outcomes if not o["lanes_all_found"] and "error" not in o]
+    if missed:
+        print(f"  images with a lane missed or extra: seeds {missed}")
+    print(f"{'method':22s} {'median err':>10s} {'p90 err':>8s} {'bands':>6s} {'detected':>9s} {'sat. recall':>11s}")
+    for method, figures in sorted(summary.items(), key=lambda item: item[1]["median_error"]):
+        print(f"{method:22s} {figures['median_error']:10.2%} {figures['p90_error']:8.2%} "
+              f"{figures['bands_scored']:6d} {figures['detection_recall']:9.1%} "
+              f"{figures['saturation_recall']:11.1%} (of {figures['saturated_bands']})")
+
+
+if __name__ == "__main__":
+    main()
