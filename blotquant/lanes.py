@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from scipy.signal import find_peaks
+from scipy.signal import find_peaks, peak_widths
 
 from ._shared import block_mean, difference_noise_sigma, robust_sigma
 from .background import rolling_ball_background
@@ -365,6 +365,14 @@ def _lanes_from_projection(projection, *, n_lanes, strip):
         peaks, _ = find_peaks(smooth, distance=max(1, int(0.6 * pitch)), prominence=threshold)
         if peaks.size == 0:
             peaks = np.array([int(np.argmax(smooth))])
+        if peaks.size > 2:
+            # Pen marks and scratches are narrower or wider than lanes: they
+            # must not stretch the span that sets the lane count.
+            widths = peak_widths(smooth, peaks, rel_height=0.5)[0]
+            typical = np.median(widths)
+            lane_like = (widths >= 0.5 * typical) & (widths <= 1.8 * typical)
+            if lane_like.sum() >= 2:
+                peaks = peaks[lane_like]
         if n_lanes is None:
             count = int(round((peaks.max() - peaks.min()) / pitch)) + 1 if peaks.size > 1 else 1
         else:
@@ -375,9 +383,16 @@ def _lanes_from_projection(projection, *, n_lanes, strip):
 
 
 def _estimate_pitch(profile):
-    """Lane pitch from the first strong peak of the profile's autocorrelation."""
-    centred = profile - profile.mean()
-    n = centred.size
+    """Lane pitch from the first strong peak of the profile's autocorrelation.
+
+    Lanes loaded with tenfold different amounts have plateaus of very
+    different heights; the autocorrelation is taken of the profile made
+    binary against its local maximum, so every lane counts alike.
+    """
+    n = profile.size
+    local_max = ndi.maximum_filter1d(profile, size=max(5, n // 6))
+    lane_mask = (profile > 0.25 * local_max) & (profile > 0.02 * profile.max())
+    centred = lane_mask.astype(float) - lane_mask.mean()
     spectrum = np.fft.rfft(centred, 2 * n)
     autocorrelation = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
     if autocorrelation[0] <= 0:
@@ -391,6 +406,13 @@ def _estimate_pitch(profile):
     heights = autocorrelation[peaks]
     strong = peaks[heights >= 0.5 * heights.max()]
     lag = int(strong[0])
+    # Alternating strong and weak lanes can make twice the pitch look
+    # stronger; a clear peak at half (or a third of) the lag is the pitch.
+    for divisor in (2, 3):
+        near = peaks[np.abs(peaks - lag / divisor) <= max(2, 0.1 * lag / divisor)]
+        if near.size and autocorrelation[near].max() >= 0.15:
+            lag = int(near[np.argmax(autocorrelation[near])])
+            break
     # Sub-sample refinement with a parabola.
     if 0 < lag < n - 1:
         a, b, c = autocorrelation[lag - 1 : lag + 2]
