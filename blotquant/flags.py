@@ -38,6 +38,8 @@ SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 #: Severities that mark a sample's point in the plots.
 MARKING_SEVERITIES = ("error", "warning")
+#: Codes about a timepoint rather than a sample's own value: they do not mark points.
+TIMEPOINT_CODES = ("NO_TIME_MATCHED_CONTROL", "PEAK_NOT_SAMPLED")
 
 
 def _flags(frame=None, **columns):
@@ -116,12 +118,14 @@ def flag_collection_drift(timed_samples, drift, where_loaded):
                   "analyse it at its real time or leave it out of the timepoint's mean.")
 
 
-def flag_outside_kinetic_window(normalized, kinetics, *, control_group):
+def flag_outside_kinetic_window(normalized, kinetics, *, control_group, margin_min=5.0, margin_fraction=0.10):
     """OUTSIDE_KINETIC_WINDOW: a treated sample collected where the target is not expected to change.
 
     A warning when the planned time lies inside the expected window but the real time
     does not (the sample cannot show the effect it was meant to show); info when the
     planned timepoint itself lies outside (by design, e.g. to show the return to baseline).
+    Window edges are approximate, so a real time within ``max(margin_min, margin_fraction *
+    time)`` of an edge counts as inside (the same tolerance as collection drift).
 
     Parameters
     ----------
@@ -129,10 +133,13 @@ def flag_outside_kinetic_window(normalized, kinetics, *, control_group):
         ``normalized.csv`` rows.
     kinetics : pandas.DataFrame
         Output of :func:`blotquant.kinetics.kinetics_for_targets` (study target names).
+    margin_min, margin_fraction : float
+        Tolerance at the window edges.
     """
     treated = normalized[normalized["group"] != control_group]
     rows = treated.merge(kinetics, on="target", how="inner")
-    actual = classify_post_dose_time(rows["actual_min"], rows["onset_min"], rows["baseline_min"])
+    margin = np.maximum(margin_min, margin_fraction * rows["actual_min"].abs())
+    actual = classify_post_dose_time(rows["actual_min"], rows["onset_min"] - margin, rows["baseline_min"] + margin)
     planned = classify_post_dose_time(rows["nominal_min"], rows["onset_min"], rows["baseline_min"])
     outside = np.isin(actual, ["before_onset", "after_baseline"])
     rows, actual, planned = rows[outside], actual[outside], planned[outside]
@@ -358,11 +365,14 @@ def collect_flags(parts):
 def flagged_samples(flags, *, severities=MARKING_SEVERITIES):
     """``(target, sample_id)`` pairs to mark in plots; an empty target applies to every target.
 
+    Only flags that question a sample's own value count (not :data:`TIMEPOINT_CODES`).
+
     Returns
     -------
     pandas.DataFrame
         ``target``, ``sample_id``, ``codes`` (the codes joined by ``, ``).
     """
-    marked = flags[flags["severity"].isin(severities) & (flags["sample_id"] != "")]
+    marked = flags[flags["severity"].isin(severities) & (flags["sample_id"] != "")
+                   & ~flags["code"].isin(TIMEPOINT_CODES)]
     return marked.groupby(["target", "sample_id"])["code"].agg(
         lambda c: ", ".join(sorted(set(c)))).rename("codes").reset_index()

@@ -149,92 +149,97 @@ def _bootstrap_fold_changes(treated, control, n_boot, rng):
     return np.column_stack(columns)
 
 
-def peak_and_return(normalized, *, control_group, directions=None, n_boot=2000, seed=0,
-                    confidence=0.95):
-    """Time of the largest change and of the return to baseline, with uncertainty.
+PEAK_COLUMNS = ("target", "group", "direction", "n_timepoints", "peak_min", "peak_min_low", "peak_min_high",
+                "peak_fold_change", "peak_p_value", "peak_p_adjusted", "return_min_low", "return_min", "note")
 
-    The fold change over the time-matched control is bootstrapped by resampling animals
-    within each timepoint. The peak is the sampled time of the largest change in the
-    expected direction; its interval holds ``confidence`` of the bootstrap peak times.
-    The return to baseline is the first sampled time after the peak whose fold change
-    interval includes 1; the true return lies between the previous sampled time
-    (``return_min_low``) and that time (``return_min``).
+
+def peak_and_return(normalized, timecourse, *, control_group, directions=None, alpha=0.05, n_boot=2000,
+                    seed=0, confidence=0.95):
+    """Time of the largest change and of the return to baseline, with their uncertainty.
+
+    Only timepoints with a time-matched control count. A target has changed when at
+    least one timepoint differs from control in the expected direction (Welch
+    ``p_value < alpha``, unadjusted; the adjusted value is reported beside it).
+
+    * Peak: the timepoint of the largest fold change in the expected direction. Its
+      interval holds ``confidence`` of the peak times found when animals are resampled
+      (bootstrap) within each timepoint.
+    * Return to baseline: the first timepoint after the peak whose change is both less
+      than half the peak's and no longer significant in the expected direction. The true
+      return lies between the previous sampled time (``return_min_low``) and that time
+      (``return_min``): the sampling interval is the uncertainty.
 
     Parameters
     ----------
     normalized : pandas.DataFrame
         ``normalized.csv`` rows (``target``, ``role``, ``group``, ``nominal_min``, ``value``).
+    timecourse : pandas.DataFrame
+        Output of :func:`summarise_timecourse` on the same rows.
     control_group : str
         The reference group.
     directions : dict, optional
         ``{target: "up" | "down"}``; otherwise the direction of the largest observed
         change is used.
+    alpha : float
+        Significance level of "differs from control".
     n_boot, seed : int
-        Number of bootstrap resamples and the random seed (results are reproducible).
+        Bootstrap resamples and random seed (results are reproducible).
     confidence : float
-        Coverage of the intervals.
+        Coverage of the peak-time interval.
 
     Returns
     -------
     pandas.DataFrame
-        One row per target and treated group: ``target``, ``group``, ``direction``,
-        ``n_timepoints``, ``peak_min``, ``peak_min_low``, ``peak_min_high``,
-        ``peak_fold_change``, ``return_min_low``, ``return_min``, ``note``.
+        One row per target and treated group with the columns of :data:`PEAK_COLUMNS`.
     """
     directions = directions or {}
     values = normalized[normalized["role"].isin(TIMECOURSE_ROLES) & normalized["value"].notna()]
     by_cell = values.groupby(["target", "group", "nominal_min"])["value"].apply(np.asarray)
+    compared = timecourse[(timecourse["group"] != control_group) & timecourse["fold_change"].notna()]
     rng = np.random.default_rng(seed)
     tail = (1 - confidence) / 2
     rows = []
-    for target, target_cells in by_cell.groupby(level="target"):
-        cells = target_cells.droplevel("target")
-        groups = cells.index.get_level_values("group").unique()
-        if control_group not in groups:
+    for (target, group), series in compared.groupby(["target", "group"], sort=True):
+        series = series.sort_values("nominal_min")
+        times = series["nominal_min"].to_numpy(float)
+        fold = series["fold_change"].to_numpy(float)
+        row = dict.fromkeys(PEAK_COLUMNS, np.nan)
+        row.update(target=target, group=group, direction=directions.get(target, ""),
+                   n_timepoints=len(times), note="")
+        rows.append(row)
+        if len(times) < 3:
+            row["note"] = (f"only {len(times)} timepoint(s) with a time-matched control; "
+                           "peak and return need at least 3")
             continue
-        control_cells = cells.xs(control_group, level="group")
-        for group in groups.drop(control_group):
-            treated_cells = cells.xs(group, level="group")
-            times = np.array(sorted(set(treated_cells.index) & set(control_cells.index)), dtype=float)
-            row = {"target": target, "group": group, "direction": directions.get(target, ""),
-                   "n_timepoints": len(times), "peak_min": np.nan, "peak_min_low": np.nan,
-                   "peak_min_high": np.nan, "peak_fold_change": np.nan, "return_min_low": np.nan,
-                   "return_min": np.nan, "note": ""}
-            rows.append(row)
-            if len(times) < 3:
-                row["note"] = (f"only {len(times)} timepoint(s) with a time-matched control; "
-                               "peak and return need at least 3")
-                continue
-            treated = [treated_cells.loc[t] for t in times]
-            control = [control_cells.loc[t] for t in times]
-            observed = np.array([t.mean() / c.mean() for t, c in zip(treated, control)])
-            if not row["direction"]:
-                logs = np.log(observed)
-                row["direction"] = "up" if logs[np.nanargmax(np.abs(logs))] > 0 else "down"
-            sign = 1.0 if row["direction"] == "up" else -1.0
-            boot = _bootstrap_fold_changes(treated, control, n_boot, rng)
-            low, high = np.quantile(boot, [tail, 1 - tail], axis=0)
-            changed = (low > 1) if sign > 0 else (high < 1)
-            if not changed.any():
-                row["note"] = (f"no timepoint differs from {control_group} in the {row['direction']} "
-                               f"direction ({confidence:.0%} bootstrap interval of the fold change "
-                               "includes 1 everywhere)")
-                continue
-            peak_index = int(np.argmax(sign * np.log(observed)))
-            boot_peaks = times[np.argmax(sign * np.log(boot), axis=1)]
-            row["peak_min"] = times[peak_index]
-            row["peak_min_low"], row["peak_min_high"] = np.quantile(
-                boot_peaks, [tail, 1 - tail], method="inverted_cdf")
-            row["peak_fold_change"] = observed[peak_index]
-            back = np.flatnonzero(~changed[peak_index + 1:])
-            if back.size:
-                index = peak_index + 1 + back[0]
-                row["return_min_low"], row["return_min"] = times[index - 1], times[index]
-            else:
-                row["note"] = f"still changed at the last sampled time ({times[-1]:g} min)"
-    columns = ["target", "group", "direction", "n_timepoints", "peak_min", "peak_min_low",
-               "peak_min_high", "peak_fold_change", "return_min_low", "return_min", "note"]
-    return pd.DataFrame(rows, columns=columns)
+        logs = np.log(fold)
+        if not row["direction"]:
+            row["direction"] = "up" if logs[np.nanargmax(np.abs(logs))] > 0 else "down"
+        sign = 1.0 if row["direction"] == "up" else -1.0
+        changed = (series["p_value"].to_numpy(float) < alpha) & (sign * logs > 0)
+        if not changed.any():
+            row["note"] = (f"no timepoint differs from {control_group} in the {row['direction']} direction "
+                           f"(Welch p < {alpha:g}); no peak to report")
+            continue
+        peak = int(np.argmax(sign * logs))
+        row.update(peak_min=times[peak], peak_fold_change=fold[peak],
+                   peak_p_value=series["p_value"].iloc[peak], peak_p_adjusted=series["p_adjusted"].iloc[peak])
+        treated = [by_cell[target, group, t] for t in times]
+        control = [by_cell[target, control_group, t] for t in times]
+        boot_peaks = times[np.argmax(sign * np.log(_bootstrap_fold_changes(treated, control, n_boot, rng)), axis=1)]
+        row["peak_min_low"], row["peak_min_high"] = np.quantile(boot_peaks, [tail, 1 - tail],
+                                                                method="inverted_cdf")
+        half_effect = 0.5 * sign * logs[peak]
+        returned = (sign * logs < half_effect) & ~changed
+        after = np.flatnonzero(returned[peak + 1:])
+        if after.size:
+            index = peak + 1 + after[0]
+            row["return_min_low"], row["return_min"] = times[index - 1], times[index]
+        else:
+            row["note"] = f"not back at baseline by the last compared time ({times[-1]:g} min)"
+        if not row["peak_p_adjusted"] < alpha:
+            row["note"] = "; ".join(filter(None, [row["note"], "the peak is not significant after correction "
+                                                  f"for multiple comparisons (adjusted p = {row['peak_p_adjusted']:.3g})"]))
+    return pd.DataFrame(rows, columns=list(PEAK_COLUMNS))
 
 
 def _fit_line(loads, volumes):
