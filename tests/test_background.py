@@ -1,0 +1,73 @@
+"""Background estimators on small hand-built arrays."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from blotquant.background import (
+    border_median_level,
+    rolling_ball_background,
+    rubber_band_baseline,
+    valley_baseline,
+)
+from blotquant.errors import ParameterError
+
+
+def test_rolling_ball_keeps_band_above_flat_background():
+    image = np.full((80, 80), 200.0)
+    image[38:44, 20:60] += 300.0
+    background = rolling_ball_background(image, radius=12)
+    assert background[41, 40] == pytest.approx(200.0, abs=2.0)
+    assert background[10, 10] == pytest.approx(200.0, abs=1e-3)
+    assert image[41, 40] == 500.0  # input untouched
+
+
+def test_rolling_ball_follows_gradient_and_matches_exact_ball_opening():
+    rows, cols = np.mgrid[0:96, 0:128]
+    image = (1000.0 + 4.0 * cols + 2.0 * rows).astype(np.float32)
+    image[40:48, 30:90] += 800.0
+    ours = rolling_ball_background(image, radius=15, correct_noise_bias=False)
+    # The definition: grey opening with a ball of radius 15 at full resolution.
+    dy, dx = np.mgrid[-15:16, -15:16]
+    footprint = dy**2 + dx**2 <= 225
+    ball = np.where(footprint, np.sqrt(np.maximum(225 - dy**2 - dx**2, 0)), 0)
+    exact = ndi.grey_opening(image, footprint=footprint, structure=ball, mode="nearest")
+    inner = (slice(16, -16), slice(16, -16))
+    assert np.median(np.abs(ours[inner] - exact[inner])) < 3.0
+    # A sloping membrane is followed exactly, under the band too.
+    assert abs(ours[44, 60] - (1000 + 4 * 60 + 2 * 44)) < 15.0
+
+
+def test_rolling_ball_noise_bias_is_corrected():
+    rng = np.random.default_rng(0)
+    image = rng.normal(500.0, 20.0, (200, 200)).astype(np.float32)
+    background = rolling_ball_background(image, radius=20)
+    assert np.median(background) == pytest.approx(500.0, abs=2.0)
+
+
+def test_rolling_ball_rejects_bad_radius():
+    with pytest.raises(ParameterError):
+        rolling_ball_background(np.zeros((10, 10)), radius=0)
+    with pytest.raises(ParameterError):
+        rolling_ball_background(np.zeros(10), radius=3)
+
+
+def test_border_median_uses_rows_just_outside_the_box():
+    block = np.zeros((20, 4))
+    block[5:8] = 10.0  # above the box
+    block[8:12] = 100.0  # the band box
+    block[12:15] = 30.0  # below
+    assert border_median_level(block, 8, 11, border=3) == 20.0
+
+
+def test_rubber_band_is_lower_hull():
+    profile = np.array([3.0, 1.0, 9.0, 2.0, 3.0, 8.0, 5.0])
+    baseline = rubber_band_baseline(profile)
+    assert np.all(baseline <= profile + 1e-12)
+    assert baseline.tolist() == pytest.approx([3.0, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0])
+
+
+def test_valley_baseline_joins_the_limits():
+    profile = np.array([0, 0, 10, 10, 50, 90, 50, 20, 20, 0], dtype=float)
+    baseline = valley_baseline(profile, 3, 8, edge_rows=0)
+    assert baseline.tolist() == pytest.approx([10, 12, 14, 16, 18, 20])

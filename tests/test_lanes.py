@@ -1,0 +1,88 @@
+"""Lane detection on realistic synthetic blots and caller-given geometry."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from blotquant.errors import LaneDetectionError, ParameterError
+from blotquant.io import to_signal
+from blotquant.lanes import detect_lanes, lane_block, lanes_from_geometry
+from blotquant.synth import make_blot
+
+
+def _signal(blot):
+    return to_signal(blot.image, polarity=blot.polarity, full_scale=blot.full_scale)[0]
+
+
+def _assert_lanes_match(found, truth, tolerance=0.2):
+    assert len(found) == len(truth)
+    pitch = np.median(np.diff(truth["x_center"]))
+    offsets = np.abs(found["x_center"].to_numpy() - truth["x_center"].to_numpy())
+    assert offsets.max() < tolerance * pitch
+
+
+@pytest.mark.parametrize("rotation", [-2.0, 0.0, 1.5])
+def test_lanes_found_on_turned_blot(rotation):
+    blot = make_blot(shape=(700, 1000), n_lanes=9, rotation_deg=rotation,
+                     band_rows=((0.2, 1.0), (0.8, 0.7)), seed=3)
+    found = detect_lanes(_signal(blot))
+    _assert_lanes_match(found, blot.truth_lanes)
+    # The true lean of lane 1, from its two bands' known positions.
+    bands = blot.truth_bands[blot.truth_bands["lane"] == 1].sort_values("y")
+    true_slope = (bands["x"].iloc[-1] - bands["x"].iloc[0]) / (bands["y"].iloc[-1] - bands["y"].iloc[0])
+    assert found["slope"].iloc[0] == pytest.approx(true_slope, abs=0.006)
+
+
+def test_empty_lane_placed_when_count_given():
+    blot = make_blot(shape=(600, 900), n_lanes=8, empty_lanes=(3,), dust=10, seed=5)
+    found = detect_lanes(_signal(blot), n_lanes=8)
+    _assert_lanes_match(found, blot.truth_lanes)
+    assert found.loc[found["lane"] == 3, "empty"].item()
+    assert not found.loc[found["lane"] != 3, "empty"].any()
+
+
+def test_dark_on_light_with_uneven_widths_and_marks():
+    blot = make_blot(shape=(700, 1100), n_lanes=10, polarity="dark_on_light", lane_width_jitter=0.15,
+                     marks=True, bit_depth=8, seed=11)
+    found = detect_lanes(_signal(blot), n_lanes=10)
+    _assert_lanes_match(found, blot.truth_lanes)
+
+
+def test_two_strips_numbered_separately():
+    blot = make_blot(shape=(900, 900), n_lanes=7, n_strips=2, seed=2)
+    found = detect_lanes(_signal(blot))
+    assert sorted(found["strip"].unique()) == [1, 2]
+    for strip in (1, 2):
+        _assert_lanes_match(found[found["strip"] == strip].reset_index(drop=True),
+                            blot.truth_lanes[blot.truth_lanes["strip"] == strip].reset_index(drop=True))
+    strip1, strip2 = (found[found["strip"] == s].iloc[0] for s in (1, 2))
+    assert strip1["y_bottom"] < strip2["y_top"]
+
+
+def test_blank_image_gives_clear_error():
+    rng = np.random.default_rng(0)
+    with pytest.raises(LaneDetectionError, match="lane geometry"):
+        detect_lanes(rng.normal(100, 5, (200, 300)))
+
+
+def test_geometry_from_caller_is_validated_and_completed():
+    lanes = lanes_from_geometry(pd.DataFrame({"x_left": [50, 10], "x_right": [80, 40]}), (100, 120))
+    assert lanes["lane"].tolist() == [1, 2]
+    assert lanes["x_left"].tolist() == [10.0, 50.0]
+    assert lanes["y_bottom"].tolist() == [99, 99]
+    with pytest.raises(ParameterError, match="lane 1"):
+        lanes_from_geometry([{"lane": 1, "x_left": 50, "x_right": 40}], (100, 120))
+    with pytest.raises(ParameterError, match="given twice"):
+        lanes_from_geometry([{"lane": 1, "x_left": 5, "x_right": 40}, {"lane": 1, "x_left": 50, "x_right": 60}],
+                            (100, 120))
+    with pytest.raises(ParameterError, match="x_right"):
+        lanes_from_geometry([{"x_left": 5}], (100, 120))
+
+
+def test_lane_block_follows_slope_with_whole_pixels():
+    image = np.arange(20 * 30, dtype=float).reshape(20, 30)
+    lane = {"x_left": 10.0, "x_right": 12.0, "y_top": 0, "y_bottom": 19, "slope": 0.2}
+    rows, block, first = lane_block(image, lane)
+    assert block.shape == (20, 3)
+    assert first[0] == 8 and first[-1] == 12  # 10 + 0.2 * (y - 9.5), rounded
+    assert block[0].tolist() == image[0, 8:11].tolist()
