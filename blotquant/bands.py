@@ -297,3 +297,49 @@ def _weighted_median(values, weights):
     order = np.argsort(values)
     cumulative = np.cumsum(weights[order])
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def gap_residual_profile(signal, background, lanes, index):
+    """Mean signal above background, per row, in the gaps beside one lane.
+
+    The gaps are the columns between a lane and its neighbours (or, for an
+    outer lane, a strip of the typical gap width outside it). Returns None
+    when the lane has no gap wider than two pixels on either side.
+    """
+    lane = lanes[index]
+    gap = max(2.0, float(np.median([b["x_left"] - a["x_right"] for a, b in zip(lanes[:-1], lanes[1:])]))
+              if len(lanes) > 1 else 0.0)
+    left_edge = lanes[index - 1]["x_right"] if index > 0 else lane["x_left"] - gap
+    right_edge = lanes[index + 1]["x_left"] if index < len(lanes) - 1 else lane["x_right"] + gap
+    pieces = []
+    for x_left, x_right in ((left_edge + 1, lane["x_left"] - 1), (lane["x_right"] + 1, right_edge - 1)):
+        if x_right - x_left < 2 or x_left < 0 or x_right > signal.shape[1] - 1:
+            continue
+        gap_lane = {**lane, "x_left": x_left, "x_right": x_right}
+        rows, block, first = lane_block(signal, gap_lane)
+        residual = block - background[rows[:, None], first[:, None] + np.arange(block.shape[1])[None, :]]
+        pieces.append(np.median(residual, axis=1))
+    if not pieces:
+        return None
+    return np.mean(pieces, axis=0)
+
+
+def reject_off_lane_peaks(profile, gap_profile, found, *, max_gap_share=0.5):
+    """Drop peaks that are as strong beside the lane as in it.
+
+    A protein band stops at the lane's edges; a blotch of membrane
+    background, a smear of ink or a hair runs on into the gaps. A peak whose
+    signal in the neighbouring gaps reaches ``max_gap_share`` of its signal
+    in the lane is background, not a band.
+    """
+    if gap_profile is None:
+        return found
+    kept = []
+    for peak, top, bottom in found:
+        half = max(1, (bottom - top) // 4)
+        rows = slice(max(top, peak - half), min(bottom, peak + half) + 1)
+        in_lane = float(np.mean(profile.robust[rows]))
+        beside = float(np.mean(gap_profile[rows]))
+        if in_lane > 0 and beside < max_gap_share * in_lane:
+            kept.append((peak, top, bottom))
+    return kept

@@ -377,6 +377,10 @@ def _lanes_from_projection(projection, *, n_lanes, strip):
             count = int(round((peaks.max() - peaks.min()) / pitch)) + 1 if peaks.size > 1 else 1
         else:
             count = int(n_lanes)
+            if (count - 1) * pitch * 0.9 >= n_cols:
+                # The caller's count cannot sit at the spacing found: trust the count.
+                span = peaks.max() - peaks.min() if peaks.size > 1 else 0
+                pitch = span / (count - 1) if span > 0 else n_cols / (count + 0.5)
         centers = _fit_lane_grid(smooth, peaks, pitch, count)
 
     return _lane_edges(profile, centers, noise)

@@ -19,6 +19,8 @@ from .bands import (
     LaneProfile,
     band_centroid,
     find_band_peaks,
+    gap_residual_profile,
+    reject_off_lane_peaks,
     harmonise_band_windows,
     is_saturated,
     lane_profile,
@@ -175,11 +177,13 @@ def quantify(
         bg_image = rolling_ball_background(signal, radius, intensity_scale=_ball_intensity_scale(blot, signal))
         lane_records = lane_table.to_dict("records")
         lane_profiles, lane_blocks, lane_boxes = [], [], []
-        for lane in lane_records:
+        for position, lane in enumerate(lane_records):
             profile, lane_pixels = lane_profile(signal, bg_image, lane)
             lane_profiles.append(profile)
             lane_blocks.append(lane_pixels)
-            lane_boxes.append(_band_boxes(profile, lane, review_obj, band_rows, min_snr))
+            strip_lanes = [other for other in lane_records if other["strip"] == lane["strip"]]
+            gaps = gap_residual_profile(signal, bg_image, strip_lanes, strip_lanes.index(lane))
+            lane_boxes.append(_band_boxes(profile, lane, review_obj, band_rows, min_snr, gaps))
         lane_boxes = _harmonise(lane_records, lane_profiles, lane_boxes)
         for lane, profile, lane_pixels, boxes in zip(lane_records, lane_profiles, lane_blocks, lane_boxes):
             if not needs_2d:
@@ -339,7 +343,7 @@ def _resolve_review(review, blot):
     return loaded
 
 
-def _band_boxes(profile, lane, review_obj, band_rows, min_snr):
+def _band_boxes(profile, lane, review_obj, band_rows, min_snr, gap_profile=None):
     """(peak, top, bottom, source) of each band to measure in one lane.
 
     ``source`` is "detected", "manual" (a reviewed box) or "forced" (the
@@ -356,7 +360,7 @@ def _band_boxes(profile, lane, review_obj, band_rows, min_snr):
             peak = top + int(np.argmax(profile.robust[top : bottom + 1]))
             boxes.append((peak, top, bottom, "manual"))
         return boxes
-    found = find_band_peaks(profile, min_snr=min_snr, window=band_rows)
+    found = reject_off_lane_peaks(profile, gap_profile, find_band_peaks(profile, min_snr=min_snr, window=band_rows))
     if band_rows is None:
         return [(peak, top, bottom, "detected") for peak, top, bottom in found]
     if found:

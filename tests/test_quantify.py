@@ -1,0 +1,128 @@
+"""quantify() end to end on realistic synthetic blots with known truth."""
+
+import numpy as np
+import pytest
+
+from blotquant import quantify
+from blotquant.errors import ParameterError
+from blotquant.io import image_from_array
+from blotquant.synth import make_blot
+
+
+def _blot_image(blot):
+    return image_from_array(blot.image, name="synthetic", full_scale=blot.full_scale)
+
+
+def _relative_errors(result, blot):
+    """|measured / truth - 1| after one scale factor per band row, unsaturated bands."""
+    truth = blot.truth_bands[~blot.truth_bands["saturated"]]
+    ratios = {}
+    for row in truth.itertuples():
+        lane = result.bands[(result.bands["strip"] == row.strip) & (result.bands["lane"] == row.lane)]
+        assert not lane.empty, f"no band found in lane {row.lane}"
+        nearest = lane.iloc[(lane["y"] - row.y).abs().argmin()]
+        assert abs(nearest["y"] - row.y) < 2 * row.sigma_y
+        ratios.setdefault(row.band_row, []).append(nearest["volume"] / row.volume)
+    errors = []
+    for values in ratios.values():
+        values = np.array(values)
+        errors.extend(np.abs(values / np.median(values) - 1))
+    return np.array(errors)
+
+
+@pytest.mark.parametrize("polarity, bit_depth", [("light_on_dark", 16), ("dark_on_light", 16), ("light_on_dark", 8)])
+def test_volumes_track_truth_on_blotchy_turned_blot(polarity, bit_depth):
+    blot = make_blot(shape=(800, 1100), n_lanes=10, rotation_deg=1.0, smile=0.01, polarity=polarity,
+                     bit_depth=bit_depth, band_rows=((0.3, 1.0), (0.65, 0.6)), tail=0.3, seed=21)
+    result = quantify(_blot_image(blot), lanes=10)
+    assert result.image["polarity"] == polarity
+    errors = _relative_errors(result, blot)
+    assert np.median(errors) < 0.03
+    assert np.percentile(errors, 90) < (0.12 if bit_depth == 16 else 0.2)
+
+
+def test_dilution_series_is_linear():
+    amounts = np.array([1.0, 0.5, 0.25, 0.125, 0.0625, 1.0, 0.5, 0.25])
+    blot = make_blot(shape=(600, 900), n_lanes=8, amounts=amounts, band_rows=((0.45, 1.0),), seed=4)
+    y = int(blot.truth_bands["y"].median())
+    # A dilution series is read in a fixed molecular-weight window, as a study does.
+    result = quantify(_blot_image(blot), lanes=8, band_rows=(y - 40, y + 40))
+    assert result.bands["detected"].all()
+    volumes = result.bands.sort_values("lane")["volume"].to_numpy()
+    assert len(volumes) == 8
+    slope, intercept = np.polyfit(amounts, volumes, 1)
+    deviation = np.abs(volumes / (slope * amounts + intercept) - 1)
+    # Blotchy membrane background weighs most on the faintest (1/8, 1/16) lanes.
+    assert np.max(deviation[amounts >= 0.25]) < 0.05
+    assert np.max(deviation) < 0.12
+    assert abs(intercept) < 0.05 * volumes.max()
+
+
+def test_saturated_bands_are_flagged():
+    blot = make_blot(shape=(600, 900), n_lanes=8, saturate=True, seed=8)
+    assert blot.truth_bands["saturated"].any()
+    result = quantify(_blot_image(blot), lanes=8)
+    for row in blot.truth_bands[blot.truth_bands["saturated"]].itertuples():
+        lane = result.bands[result.bands["lane"] == row.lane]
+        nearest = lane.iloc[(lane["y"] - row.y).abs().argmin()]
+        assert nearest["saturated"], f"lane {row.lane} band at {row.y:.0f} not flagged"
+        assert nearest["saturated_pixels"] >= 4
+
+
+def test_nonspecific_band_kept_apart():
+    blot = make_blot(shape=(700, 900), n_lanes=6, band_rows=((0.35, 1.0),), nonspecific=0.3,
+                     nonspecific_offset=4.0, background="gradient", seed=9)
+    result = quantify(_blot_image(blot), lanes=6)
+    specific = blot.truth_bands[~blot.truth_bands["nonspecific"]]
+    other = blot.truth_bands[blot.truth_bands["nonspecific"]]
+    for lane in range(1, 7):
+        bands = result.bands[result.bands["lane"] == lane]
+        assert len(bands) == 2
+        top, bottom = bands.iloc[0], bands.iloc[1]
+        assert top["y_bottom"] <= bottom["y_top"]  # they may share the valley row, never overlap
+        truth_specific = specific[specific["lane"] == lane]["y"].item()
+        truth_other = other[other["lane"] == lane]["y"].item()
+        assert abs(top["y"] - min(truth_specific, truth_other)) < 4
+        assert abs(bottom["y"] - max(truth_specific, truth_other)) < 4
+
+
+def test_band_rows_give_one_value_per_lane_even_when_lane_is_empty():
+    blot = make_blot(shape=(600, 900), n_lanes=8, empty_lanes=(4,), band_rows=((0.4, 1.0),), seed=12)
+    y = blot.truth_bands["y"].median()
+    result = quantify(_blot_image(blot), lanes=8, band_rows=(int(y - 40), int(y + 40)))
+    assert sorted(result.bands["lane"]) == list(range(1, 9))
+    empty = result.bands[result.bands["lane"] == 4].iloc[0]
+    assert not empty["detected"]
+    assert abs(empty["volume"]) < 0.03 * result.bands["volume"].max()
+
+
+def test_every_background_method_runs_and_input_is_untouched():
+    blot = make_blot(shape=(400, 600), n_lanes=5, seed=1)
+    original = blot.image.copy()
+    for method in ("auto", "rolling_ball", "rolling_ball_valley", "border_median", "rubber_band", "valley", "none"):
+        result = quantify(_blot_image(blot), lanes=5, background=method)
+        assert len(result.bands) >= 5, method
+        assert result.parameters["background_method"] != "auto"
+    assert np.array_equal(blot.image, original)
+
+
+def test_bad_options_are_refused():
+    blot = make_blot(shape=(300, 400), n_lanes=4, seed=1)
+    with pytest.raises(ParameterError, match="background"):
+        quantify(_blot_image(blot), background="magic")
+    with pytest.raises(ParameterError, match="band_rows"):
+        quantify(_blot_image(blot), band_rows=(200, 100))
+    with pytest.raises(ParameterError, match="channel"):
+        quantify(_blot_image(blot), channel="green")
+
+
+def test_result_tables_have_the_documented_columns():
+    blot = make_blot(shape=(300, 500), n_lanes=4, seed=2)
+    result = quantify(blot.image)
+    for column in ("image", "strip", "lane", "band", "y", "y_top", "y_bottom", "volume", "background",
+                   "saturated", "snr"):
+        assert column in result.bands.columns
+    for column in ("image", "strip", "lane", "x_center", "x_left", "x_right"):
+        assert column in result.lanes.columns
+    assert result.bands["saturated"].dtype == bool
+    assert (result.bands["snr"] > 4).all()
