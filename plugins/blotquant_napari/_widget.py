@@ -288,10 +288,12 @@ class LaneReviewWidget(QWidget):
         if layer is None or layer not in self.viewer.layers:
             layer = self.viewer.layers[name] if name in self.viewer.layers else None
         if layer is None:
-            layer = self.viewer.add_shapes(name=name, face_color="transparent", edge_width=2,
+            layer = self.viewer.add_shapes([(outline, "rectangle") for outline in outlines], name=name,
+                                           features=features, face_color="transparent", edge_width=2,
                                            **({"text": text} if text else {}))
-        layer.data = [(outline, "rectangle") for outline in outlines]
-        layer.features = features
+        else:
+            layer.data = [(outline, "rectangle") for outline in outlines]
+            layer.features = features
         if len(features):
             layer.feature_defaults = _feature_defaults(features, keys)
         if colours:
