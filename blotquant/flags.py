@@ -297,6 +297,8 @@ def flag_cross_blot_without_calibrator(normalised_lanes):
     samples_only = normalised_lanes[normalised_lanes["lane_kind"] == "sample"]
     per_target = samples_only.groupby("target")["blot"].nunique()
     pooled = per_target[per_target > 1].index
+    if pooled.empty:
+        return empty_flags()
     blots = normalised_lanes[normalised_lanes["target"].isin(pooled)].groupby(["target", "blot"]).agg(
         calibrated=("calibrator_value", lambda v: v.notna().any())).reset_index()
     missing = blots[~blots["calibrated"]]

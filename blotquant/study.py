@@ -211,26 +211,35 @@ _ISO_PATTERN = re.compile(
 _ZONE_PATTERN = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 
 
-def _parse_datetimes(table, column, path):
-    """Parse ISO 8601 date-times; empty cells become NaT (flagged later, not an error).
+def _parse_datetimes(table, columns, path):
+    """Parse ISO 8601 date-time columns; empty cells become NaT (flagged later, not an error).
 
     Times with a zone offset are converted to UTC; times without one are taken as
-    written. Mixing the two would silently shift some samples by hours, so it is refused.
+    written. Mixing the two, in one column or across columns, would silently shift some
+    samples by hours, so it is refused.
     """
-    text = table[column]
-    filled = text != ""
-    zoned = filled & text.str.contains(_ZONE_PATTERN)
-    if zoned.any() and not zoned[filled].all():
-        bad = _first_bad(filled & ~zoned)
-        raise StudyError(f"{path.name}: row {_csv_row(bad)}: {column} {text[bad]!r} has no time zone while "
-                         "other times do; give every time the same kind of zone offset "
-                         "(e.g. 2024-03-05T09:30:00+01:00) or none at all")
-    parsed = pd.to_datetime(text.where(filled), format="ISO8601", errors="coerce", utc=bool(zoned.any()))
-    bad = _first_bad(filled & (~text.str.match(_ISO_PATTERN) | parsed.isna()))
-    if bad is not None:
-        raise StudyError(f"{path.name}: row {_csv_row(bad)}: {column} {text[bad]!r} is not an ISO 8601 "
-                         "date-time; write it like 2024-03-05T09:30:00 (date, 'T', 24-hour time)")
-    return parsed.dt.tz_convert(None) if zoned.any() else parsed
+    texts = table[list(columns)]
+    filled = texts != ""
+    zoned = filled & texts.apply(lambda column: column.str.contains(_ZONE_PATTERN))
+    any_zoned = bool(zoned.to_numpy().any())
+    if any_zoned and not zoned.to_numpy()[filled.to_numpy()].all():
+        for row in texts.index:  # first offending cell in reading order
+            for column in columns:
+                if filled.at[row, column] and not zoned.at[row, column]:
+                    raise StudyError(
+                        f"{path.name}: row {_csv_row(row)}: {column} {texts.at[row, column]!r} has no time zone "
+                        "while other times do; give every time the same kind of zone offset "
+                        "(e.g. 2024-03-05T09:30:00+01:00) or none at all")
+    parsed = {}
+    for column in columns:
+        text = texts[column]
+        values = pd.to_datetime(text.where(filled[column]), format="ISO8601", errors="coerce", utc=any_zoned)
+        bad = _first_bad(filled[column] & (~text.str.match(_ISO_PATTERN) | values.isna()))
+        if bad is not None:
+            raise StudyError(f"{path.name}: row {_csv_row(bad)}: {column} {text[bad]!r} is not an ISO 8601 "
+                             "date-time; write it like 2024-03-05T09:30:00 (date, 'T', 24-hour time)")
+        parsed[column] = values.dt.tz_convert(None) if any_zoned else values
+    return parsed
 
 
 def read_samples(path, *, control_group=None):
@@ -259,8 +268,8 @@ def read_samples(path, *, control_group=None):
     samples["infusion_min"] = _parse_numbers(samples, "infusion_min", path, minimum=0, hint=" (0 for a bolus)")
     samples["nominal_min"] = _parse_numbers(samples, "nominal_min", path, minimum=0,
                                             hint=" (the planned minutes after the dose)")
-    for column in ("dose_start", "collected_at"):
-        samples[column] = _parse_datetimes(samples, column, path)
+    for column, values in _parse_datetimes(samples, ("dose_start", "collected_at"), path).items():
+        samples[column] = values
     if control_group is not None and not (samples["group"] == control_group).any():
         groups = ", ".join(sorted(samples["group"].unique()))
         raise StudyError(f"study.toml: control_group {control_group!r} is not a group of {path.name} "
