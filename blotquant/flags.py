@@ -79,9 +79,12 @@ def flag_time_order(timed_samples, where_loaded):
         ``sample_id``, ``blot``, ``lane`` (joined text when loaded more than once).
     """
     bad = timed_samples[timed_samples["time_problem"] != ""].merge(where_loaded, on="sample_id", how="left")
-    what = np.where(bad["time_problem"] == "missing",
-                    "dose_start or collected_at is missing",
-                    "collected_at is before dose_start")
+    what = bad["time_problem"].map({
+        "missing": "dose_start or collected_at is missing",
+        "collected_before_dose": "collected_at is before dose_start",
+        "collected_during_infusion": "collected_at falls during the infusion, before the time reference "
+                                     "(infusion_end)",
+    })
     return _flags(bad, severity="error", code="TIME_ORDER_INVALID", sample_id=bad["sample_id"],
                   blot=bad["blot"].fillna(""), lane=bad["lane"].fillna(""),
                   message=_sample_label(bad) + ": " + what + " in samples.csv, so its real post-dose "

@@ -31,7 +31,8 @@ def post_dose_minutes(samples, *, time_reference="dose_start"):
     pandas.DataFrame
         A copy with ``reference_time`` (the origin used), ``actual_min`` (minutes from
         the origin to collection; NaN when a time is missing or collection precedes the
-        dose) and ``time_problem`` (``""``, ``"missing"`` or ``"collected_before_dose"``).
+        origin) and ``time_problem``: ``""``, ``"missing"``, ``"collected_before_dose"`` or
+        ``"collected_during_infusion"`` (before the end of the infusion when that is the origin).
 
     Examples
     --------
@@ -48,12 +49,12 @@ def post_dose_minutes(samples, *, time_reference="dose_start"):
     reference = timed["dose_start"] + infusion if time_reference == "infusion_end" else timed["dose_start"]
     minutes = (timed["collected_at"] - reference).dt.total_seconds() / 60.0
     missing = timed["dose_start"].isna() | timed["collected_at"].isna()
-    # Collection before the *start* of dosing is impossible whatever the reference; collection
-    # during an infusion is a real but unusual design and is allowed (negative minutes are not).
-    before_dose = ~missing & (minutes < 0)
+    before_dose = ~missing & (timed["collected_at"] < timed["dose_start"])
+    before_reference = ~missing & (minutes < 0)
     timed["reference_time"] = reference
-    timed["actual_min"] = minutes.where(~missing & ~before_dose).astype(float)
-    timed["time_problem"] = np.select([missing, before_dose], ["missing", "collected_before_dose"], "")
+    timed["actual_min"] = minutes.where(~missing & ~before_reference).astype(float)
+    timed["time_problem"] = np.select([missing, before_dose, before_reference],
+                                      ["missing", "collected_before_dose", "collected_during_infusion"], "")
     return timed
 
 

@@ -50,8 +50,9 @@ def test_study_overrides_replace_keys_and_add_targets():
     assert rows.loc["p-mTOR", "baseline_min"] == 180 and rows.loc["p-mTOR", "onset_min"] == 15
     assert rows.loc["p-mTOR", "origin"] == "study" and "study.toml" in rows.loc["p-mTOR", "source"]
     assert rows.loc["Arc", "peak_first_min"] == rows.loc["Arc", "peak_last_min"] == 60
-    assert "expected to be elevated from about 30 min on" in describe_window(rows.loc["Arc"].rename("x").to_dict()
-                                                                            | {"target": "Arc"})
+    arc = table[table["target"] == "Arc"].iloc[0]
+    assert describe_window(arc) == ("Arc is expected to be elevated from about 30 min on, largest change near "
+                                    "60 min after the dose")
 
 
 @pytest.mark.parametrize("override, message", [
@@ -101,10 +102,13 @@ def test_post_dose_minutes_from_dose_start_and_from_infusion_end():
 
 
 def test_missing_times_and_collection_before_dose_are_marked_not_guessed():
-    samples = _times(["2024-03-05 09:00", None, "2024-03-05 09:00"], ["2024-03-05 08:50", "2024-03-05 09:30", None])
-    timed = post_dose_minutes(samples)
-    assert timed["time_problem"].tolist() == ["collected_before_dose", "missing", "missing"]
+    samples = _times(["2024-03-05 09:00", None, "2024-03-05 09:00", "2024-03-05 09:00"],
+                     ["2024-03-05 08:50", "2024-03-05 09:30", None, "2024-03-05 09:20"], infusion=30)
+    timed = post_dose_minutes(samples, time_reference="infusion_end")
+    assert timed["time_problem"].tolist() == ["collected_before_dose", "missing", "missing",
+                                              "collected_during_infusion"]
     assert timed["actual_min"].isna().all()
+    assert post_dose_minutes(samples)["actual_min"].tolist()[3] == 20.0
 
 
 def test_collection_drift_tolerance_grows_with_time():

@@ -9,7 +9,7 @@ from blotquant.errors import OutputExistsError, StudyError
 from blotquant.report import escape, html_table
 from blotquant.study import run_study
 from blotquant.synth import make_blot, save_blot
-from study_helpers import sample_rows, write_csv, write_study
+from study_helpers import sample_rows, write_study
 
 EVIL_ID = "<script>alert(1)</script>"
 EVIL_NAME = '<img src=x onerror="alert(2)">'
