@@ -274,8 +274,7 @@ class LaneReviewWidget(QWidget):
             outlines, features, colours = session.lane_shapes()
             self.lanes_layer = self._update_layer(self.lanes_layer, f"{base} lanes", outlines, features, colours,
                                                   {"strip": -1, "lane": -1}, self._on_lanes_edited,
-                                                  text={"string": "{label}", "anchor": "upper_left",
-                                                        "color": "#ffee58", "size": 10})
+                                                  text=_lane_label_style(features))
             outlines, features, colours = session.band_shapes()
             self.bands_layer = self._update_layer(self.bands_layer, f"{base} bands", outlines, features, colours,
                                                   {"strip": -1, "lane": -1, "band": -1}, self._on_bands_edited)
@@ -289,11 +288,12 @@ class LaneReviewWidget(QWidget):
             layer = self.viewer.layers[name] if name in self.viewer.layers else None
         if layer is None:
             layer = self.viewer.add_shapes([(outline, "rectangle") for outline in outlines], name=name,
-                                           features=features, face_color="transparent", edge_width=2,
-                                           **({"text": text} if text else {}))
+                                           features=features, face_color="transparent", edge_width=2)
         else:
             layer.data = [(outline, "rectangle") for outline in outlines]
             layer.features = features
+        if text and len(features):
+            layer.text = text
         if len(features):
             layer.feature_defaults = _feature_defaults(features, keys)
         if colours:
@@ -504,6 +504,13 @@ class LaneProfilePlot(QWidget):
         axes.set_title(title, color="#ffffff", fontsize=9, loc="left")
         axes.legend(fontsize=7, facecolor="#262930", labelcolor="#dddddd", edgecolor="#555555", loc="upper right")
         self.canvas.draw_idle()
+
+
+def _lane_label_style(features):
+    """Lane labels written upwards above the middle of each lane, clear of the bands."""
+    half_width = float(features["width"].median()) / 2.0 if len(features) else 0.0
+    return {"string": "{label}", "anchor": "upper_left", "rotation": -90, "translation": [-2.0, half_width],
+            "color": "#ffee58", "size": 9}
 
 
 def _feature_defaults(features, keys):
