@@ -233,6 +233,7 @@ def build_report_html(result, *, run=None):
         "band rows": "-".join(map(str, r.get("band_rows", []))), "lanes from": r.get("lanes_from", ""),
         "shift dy, dx (px), turn (deg)": "" if not r.get("offset") else
         f"{r['offset']['dy']:.1f}, {r['offset']['dx']:.1f}, {r['offset']['rotation_deg']:.2f}",
+        "overlay": f"overlays/{r['overlay']}" if r.get("overlay") else "",
         "SHA-256": r.get("sha256", ""),
     } for r in result.images])
     sections += ["<h2>Methods</h2>", f"<p class=\"methods\">{escape(methods_text(result))}</p>",

@@ -685,7 +685,7 @@ def loaded_lane_span(layout_of_blot):
     return int(loaded.min()), int(loaded.max())
 
 
-def quantify_blot(images_of_blot, layout_of_blot, quantify_options):
+def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=None):
     """Quantify every image of one blot on one shared lane layout.
 
     Lanes are detected once, on the blot's loading image (the number of lanes taken
@@ -701,6 +701,9 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options):
         Rows of :attr:`Study.layout` for that blot.
     quantify_options : dict
         Extra keyword arguments for :func:`blotquant.quantify`.
+    overlay_dir : str or Path, optional
+        Where to draw each image with the lanes and bands used
+        (``<blot>_<target>.overlay.png``), so a person can check the lanes at a glance.
 
     Returns
     -------
@@ -711,9 +714,10 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options):
         The lane geometry used on every image, with ``file``, ``blot``, ``target``.
     records : list of dict
         Per image: file, target, role, SHA-256, shape, polarity, warnings, the offset
-        used, and the parameters of the quantification.
+        used, the overlay file, and the parameters of the quantification.
     """
-    from .io import read_image
+    from .io import read_image, to_signal
+    from .overlay import render_overlay
     from .pipeline import quantify
 
     options = dict(quantify_options)
@@ -785,6 +789,12 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options):
             raise
         except BlotQuantError as exc:
             raise type(exc)(f"{entry['file']} (blot {entry['blot']}, {entry['target']}): {exc}") from None
+        overlay = None
+        if overlay_dir is not None:
+            overlay = f"{safe_file_stem(entry['blot'])}_{safe_file_stem(entry['target'])}.overlay.png"
+            signal, _ = to_signal(plane, polarity=result.image["polarity"], full_scale=image.full_scale)
+            render_overlay(signal, result, Path(overlay_dir) / overlay,
+                           title=f"{entry['file']}: {entry['target']} (blot {entry['blot']})")
         study_columns = {"file": entry["file"], "blot": entry["blot"], "target": entry["target"],
                          "role": entry["role"], "total_target": entry["total_target"]}
         band_tables.append(result.bands.assign(**study_columns)[[*study_columns, *result.bands.columns]])
@@ -797,7 +807,7 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options):
             "bit_depth": result.image.get("bit_depth"), "polarity": result.image.get("polarity"),
             "warnings": list(result.image.get("warnings", [])),
             "lanes_from": "detected" if offset is None else f"{reference[0]['file']} ({offset['method']})",
-            "offset": offset, "parameters": result.parameters,
+            "offset": offset, "overlay": overlay, "parameters": result.parameters,
         })
     return pd.concat(band_tables, ignore_index=True), pd.concat(lane_tables, ignore_index=True), records
 
@@ -806,12 +816,12 @@ def _quantify_blot_task(arguments):
     return quantify_blot(*arguments)
 
 
-def quantify_study_images(study, *, jobs=None, progress=False):
+def quantify_study_images(study, *, jobs=None, progress=False, overlay_dir=None):
     """Quantify every blot of a study, in parallel across blots.
 
     Returns ``(bands, lanes, records)`` as :func:`quantify_blot` does, for all blots.
     """
-    tasks = [(entries, study.layout[study.layout["blot"] == blot], study.quantify_options)
+    tasks = [(entries, study.layout[study.layout["blot"] == blot], study.quantify_options, overlay_dir)
              for blot, entries in study.images.groupby("blot", sort=False)]
     workers = min(len(tasks), jobs or os.cpu_count() or 1)
     bar = None
@@ -1036,7 +1046,7 @@ def write_study_outputs(result, out_dir):
     return result
 
 
-def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True):
+def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True, overlays=True):
     """Run a whole study: quantify, normalise, time, summarise, flag, plot and report.
 
     Parameters
@@ -1051,6 +1061,8 @@ def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True):
         Blots quantified in parallel (default: one per CPU core, at most one per blot).
     progress : bool
         Show a progress bar when standard error is a terminal.
+    overlays : bool
+        Draw every image with its lanes and bands into ``out_dir/overlays``.
 
     Returns
     -------
@@ -1065,6 +1077,7 @@ def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True):
     """
     study = load_study(study_file)
     out_dir = prepare_output_dir(out_dir, force=force)
-    bands, lanes, records = quantify_study_images(study, jobs=jobs, progress=progress)
+    bands, lanes, records = quantify_study_images(study, jobs=jobs, progress=progress,
+                                                  overlay_dir=out_dir / "overlays" if overlays else None)
     result = analyse_study(study, bands, lanes=lanes, images=records)
     return write_study_outputs(result, out_dir)

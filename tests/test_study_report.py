@@ -39,7 +39,7 @@ def _tiny_study(folder, *, sample_id=EVIL_ID, name=EVIL_NAME, images=None):
 def hostile_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     study_file = _tiny_study(folder / "study")
-    result = run_study(study_file, folder / "out", jobs=1, progress=False)
+    result = run_study(study_file, folder / "out", jobs=1, progress=False, overlays=False)
     return result, (folder / "out" / "report.html").read_text(encoding="utf-8"), folder
 
 
@@ -58,8 +58,8 @@ def test_user_text_is_escaped_everywhere(hostile_run):
 def test_output_folder_is_not_overwritten_without_force(hostile_run):
     _, _, folder = hostile_run
     with pytest.raises(OutputExistsError, match="--force"):
-        run_study(folder / "study" / "study.toml", folder / "out", jobs=1, progress=False)
-    again = run_study(folder / "study" / "study.toml", folder / "out", force=True, jobs=1, progress=False)
+        run_study(folder / "study" / "study.toml", folder / "out", jobs=1, progress=False, overlays=False)
+    again = run_study(folder / "study" / "study.toml", folder / "out", force=True, jobs=1, progress=False, overlays=False)
     assert again.out_dir == folder / "out"
 
 
@@ -83,11 +83,11 @@ def test_two_colour_image_needs_a_channel(tmp_path):
     study_file = write_study(tmp_path, samples=pd.read_csv(tmp_path / "samples.csv").to_dict("records"),
                              layout=pd.read_csv(tmp_path / "layout.csv").to_dict("records"), images=images)
     with pytest.raises(StudyError, match=r"\[\[image\]\] 2 \(two.tif\): the image holds 2 channels .*channel ="):
-        run_study(study_file, tmp_path / "out", jobs=1, progress=False)
+        run_study(study_file, tmp_path / "out", jobs=1, progress=False, overlays=False)
     images[1]["channel"] = 0
     write_study(tmp_path, samples=pd.read_csv(tmp_path / "samples.csv").to_dict("records"),
                 layout=pd.read_csv(tmp_path / "layout.csv").to_dict("records"), images=images)
-    result = run_study(study_file, tmp_path / "out2", jobs=1, progress=False)
+    result = run_study(study_file, tmp_path / "out2", jobs=1, progress=False, overlays=False)
     assert result.images[1]["lanes_from"] == "two.tif (same file)"
     assert result.normalized["value"].notna().all()
 
@@ -98,4 +98,4 @@ def test_band_rows_below_the_image(tmp_path):
               {"file": "X&Y.tif", "blot": "B1", "target": "X&Y", "role": "target", "band_rows": [40, 80]}]
     study_file = _tiny_study(tmp_path, sample_id="s1", name="rows", images=images)
     with pytest.raises(StudyError, match=r"band_rows \[130, 250\] reach below the image, which has rows 0-199"):
-        run_study(study_file, tmp_path / "out", jobs=1, progress=False)
+        run_study(study_file, tmp_path / "out", jobs=1, progress=False, overlays=False)

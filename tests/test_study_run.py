@@ -28,6 +28,9 @@ def test_every_output_is_written(sample_run):
             assert (out / "plots" / f"timecourse_{target}.{suffix}").stat().st_size > 1000
     assert (out / "plots" / "timecourse_p-mTOR.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (out / "plots" / "timecourse_p-mTOR.svg").read_bytes()[:2000]
+    overlays = sorted(p.name for p in (out / "overlays").iterdir())
+    assert len(overlays) == 12 and "B1_mTOR.overlay.png" in overlays
+    assert {r["overlay"] for r in result.images} == set(overlays)
 
 
 def test_tables_have_the_promised_shape(sample_run):
