@@ -61,6 +61,11 @@ IMAGE_ROLES = ("target", "total", "loading_control", "total_protein")
 SAMPLE_COLUMNS = ("sample_id", "subject", "group", "dose_mg_kg", "dose_start", "collected_at",
                   "infusion_min", "nominal_min")
 LAYOUT_COLUMNS = ("blot", "lane", "sample_id")
+#: Columns blotquant adds to each sample's row; a sample sheet may not use these names itself.
+RESULT_COLUMNS = ("actual_min", "reference_time", "time_problem", "target", "role", "total_target", "blot",
+                  "lane", "n_lanes", "volume", "loading_volume", "loading_factor", "normalised",
+                  "total_normalised", "ratio_to_total", "calibrator_value", "value", "value_kind", "saturated",
+                  "snr", "detected")
 
 _STUDY_KEYS = {"name", "description", "time_reference", "control_group", "samples", "layout", "image",
                "kinetics", "kinetics_file", "thresholds", "quantify", "statistics"}
@@ -254,6 +259,10 @@ def read_samples(path, *, control_group=None):
     """
     path = Path(path)
     samples = read_table(path, required=SAMPLE_COLUMNS, what="samples", noun="tissue sample")
+    clashing = [c for c in samples.columns if c in RESULT_COLUMNS]
+    if clashing:
+        raise StudyError(f"{path.name}: row 1: column {clashing[0]!r} is a name blotquant uses for its results; "
+                         f"rename it (e.g. '{clashing[0]}_note')")
     _require_filled(samples, ("sample_id", "subject", "group"), path)
     duplicate = _first_bad(samples["sample_id"].duplicated())
     if duplicate is not None:

@@ -125,6 +125,15 @@ def test_bad_sample_rows(tmp_path, changes, expected):
     assert _with(tmp_path, **changes).startswith(expected)
 
 
+def test_sample_sheet_columns_may_not_shadow_result_columns(tmp_path):
+    samples = sample_rows(DESIGN)
+    for row in samples:
+        row["value"] = "high"
+    message = _error(_write(tmp_path, samples=samples))
+    assert message == ("samples.csv: row 1: column 'value' is a name blotquant uses for its results; "
+                       "rename it (e.g. 'value_note')")
+
+
 def test_mixed_time_zones_are_refused(tmp_path):
     message = _with(tmp_path, collected_at="2024-03-05T10:00:00+02:00")
     assert message.startswith("samples.csv: row 2: dose_start") and "same kind of zone offset" in message
