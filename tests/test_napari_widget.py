@@ -94,6 +94,21 @@ def test_editing_a_lane_shape_remeasures_that_lane(viewer_widget, qtbot):
         widget.session.lanes.loc[2, "x_left"]) and widget.lanes_layer.features.loc[2, "source"] == "review"
 
 
+def test_an_edit_made_while_measuring_is_measured_too(viewer_widget, qtbot):
+    _, widget, _ = viewer_widget
+    run(widget, qtbot, widget.run_detection)
+    start = widget.session.lanes[["x_left"]].to_numpy().ravel()
+    outlines = [np.array(o) for o in widget.lanes_layer.data]
+    outlines[0][:, 1] += 3.0
+    widget.lanes_layer.data = [(o, "rectangle") for o in outlines]
+    outlines[4][:, 1] -= 3.0
+    widget.lanes_layer.data = [(o, "rectangle") for o in outlines]
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    shown = widget.lanes_layer.features["x_left"].to_numpy()
+    np.testing.assert_allclose(shown[[0, 4]], start[[0, 4]] + [3.0, -3.0])
+    np.testing.assert_allclose(widget.session.result.lanes["x_left"], shown)
+
+
 def test_drawing_a_new_lane_renumbers_the_lanes(viewer_widget, qtbot):
     _, widget, _ = viewer_widget
     run(widget, qtbot, widget.run_detection)

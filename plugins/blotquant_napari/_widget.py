@@ -114,6 +114,8 @@ class LaneReviewWidget(QWidget):
         layout.addLayout(form)
 
         self.detect_button = QPushButton("Detect lanes and bands")
+        self.detect_button.setToolTip("Start over: from the review saved beside the image if there is one, "
+                                      "else from a fresh detection (unsaved edits are dropped)")
         self.detect_button.clicked.connect(self.run_detection)
         layout.addWidget(self.detect_button)
         self.progress = QProgressBar()
