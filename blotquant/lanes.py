@@ -273,8 +273,8 @@ def sheared_column_profile(image, slope, *, y_ref):
 def detect_strips(image, *, min_gap_frac=0.01, min_strip_frac=0.12):
     """Find membrane strips imaged one above the other.
 
-    Rows without membrane (the gap between two strips) sit at a level
-    unlike the membrane's. The membrane level of a row is its 10th
+    Rows without membrane (the gap between two strips) carry less signal
+    than membrane, with sharp edges. The membrane level of a row is its 10th
     percentile, which the spaces between lanes set even in rows crossed by
     bands.
 
@@ -291,7 +291,9 @@ def detect_strips(image, *, min_gap_frac=0.01, min_strip_frac=0.12):
     row_level = np.percentile(image, 10, axis=1)
     row_level = ndi.median_filter(row_level, size=max(3, height // 100 | 1), mode="nearest")
     membrane = np.median(row_level)
-    deviation = np.abs(row_level - membrane)
+    # Without membrane there is less signal (black for chemiluminescence,
+    # clear film for a scan); rows crossed by bands only ever rise.
+    deviation = np.clip(membrane - row_level, 0, None)
     # A gap must differ from membrane by several pixel-noise sigmas, not just
     # by the faint halo that band rows leave in the spaces between lanes.
     pixel_noise = robust_sigma(np.diff(image[:: max(1, height // 200)], axis=1)) / np.sqrt(2.0)
@@ -387,16 +389,40 @@ def _lanes_from_projection(projection, *, n_lanes, strip):
 
 
 def _estimate_pitch(profile):
-    """Lane pitch from the first strong peak of the profile's autocorrelation.
+    """Lane pitch of a column projection.
 
     Lanes loaded with tenfold different amounts have plateaus of very
-    different heights; the autocorrelation is taken of the profile made
-    binary against its local maximum, so every lane counts alike.
+    different heights, and blotchy membrane fills some gaps, so no single
+    cue is reliable. Candidates come from the autocorrelation of two
+    amplitude-free versions of the profile (a lane mask made binary against
+    the local maximum, and the profile stretched between its local minimum
+    and maximum), together with their halves, thirds and doubles; the
+    candidate whose evenly spaced lanes stand highest above the gaps midway
+    between them wins.
     """
     n = profile.size
     local_max = ndi.maximum_filter1d(profile, size=max(5, n // 6))
-    lane_mask = (profile > 0.25 * local_max) & (profile > 0.02 * profile.max())
-    centred = lane_mask.astype(float) - lane_mask.mean()
+    lane_mask = ((profile > 0.25 * local_max) & (profile > 0.02 * profile.max())).astype(float)
+    high = ndi.maximum_filter1d(profile, size=max(5, n // 8))
+    low = ndi.minimum_filter1d(profile, size=max(5, n // 8))
+    stretched = (profile - low) / np.maximum(high - low, 1e-9 * max(profile.max(), 1e-12))
+    found = [lag for lag in (_autocorrelation_pitch(lane_mask), _autocorrelation_pitch(stretched)) if lag]
+    if not found:
+        return None
+    candidates = {lag * factor for lag in found for factor in (1.0, 0.5, 1.0 / 3.0, 2.0)}
+    # A comb needs a few teeth to be judged: candidates leaving room for at
+    # least three lanes compete; otherwise the first estimate stands.
+    candidates = sorted(c for c in candidates if 4 <= c <= n / 3.0)
+    if not candidates:
+        return float(found[0])
+    scores = [_comb_contrast(stretched, candidate) for candidate in candidates]
+    return float(candidates[int(np.argmax(scores))])
+
+
+def _autocorrelation_pitch(signal):
+    """Lag of the first strong autocorrelation peak, refined to sub-sample precision."""
+    centred = signal - signal.mean()
+    n = centred.size
     spectrum = np.fft.rfft(centred, 2 * n)
     autocorrelation = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
     if autocorrelation[0] <= 0:
@@ -423,6 +449,18 @@ def _estimate_pitch(profile):
         if a - 2 * b + c < 0:
             return float(lag + 0.5 * (a - c) / (a - 2 * b + c))
     return float(lag)
+
+
+def _comb_contrast(stretched, pitch):
+    """Power of the profile's Fourier component at one cycle per ``pitch``.
+
+    Evenly spaced lanes put most of their power at the fundamental; twice
+    the pitch (a subharmonic) carries almost none, half the pitch only a
+    harmonic's share.
+    """
+    centred = stretched - stretched.mean()
+    phase = np.exp(-2j * np.pi * np.arange(centred.size) / pitch)
+    return float(np.abs(np.dot(centred, phase)) ** 2 / centred.size)
 
 
 def _fit_lane_grid(smooth, peaks, pitch, count):
