@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from blotquant import quantify
+from blotquant import ParameterError, quantify
 from blotquant.io import read_image
 from blotquant.review import Review
 
@@ -71,21 +71,39 @@ KNOWN_LANE_COUNTS = {
     "stained_gel_doublets_gelbox/test_gel_image.tif": 6,
 }
 
-#: Automatic lane counts that are wrong today, with what blotquant finds instead.
+#: Approximate centre column of each lane's band, measured here from each image's column
+#: profile across its strongest band row (+-10 px; the near-empty lane of wide_pic_bands
+#: and the faint first lane of img_shadow by eye). The .scn files are framed like their exports.
+_AKT_CENTRES = (131, 176, 220, 262, 307, 352, 398, 442, 487, 531)
+_PAKT_CENTRES = (124, 168, 211, 255, 299, 343, 389, 433, 477, 522)
+LANE_CENTRES = {
+    "wb_chemi_crops_facuperezt/img.jpeg": (75, 245, 412),
+    "wb_chemi_crops_facuperezt/img_2band.jpeg": (93, 262, 422),
+    "wb_chemi_crops_facuperezt/img_shadow.jpeg": (75, 252, 409),
+    "wb_chemi_crops_facuperezt/wide_pic_bands.jpeg": (325, 428, 531, 637, 741, 842, 944, 1087),
+    "wb_biorad_chemidoc_akt_pakt/WB0-AKT.png": _AKT_CENTRES,
+    "wb_biorad_chemidoc_akt_pakt/05-03-2019-WB0-AKTAK9272_2.scn": _AKT_CENTRES,
+    "wb_biorad_chemidoc_akt_pakt/WB0-pAKT.png": _PAKT_CENTRES,
+    "wb_biorad_chemidoc_akt_pakt/2019-03-01-WB0-pAKT4060.scn": _PAKT_CENTRES,
+    "stained_gel_doublets_gelbox/test_gel_image.tif": (195, 577, 963, 1344, 1725, 2111),
+}
+
+#: Automatic lanes that are wrong today (measured at commit 5627841), with what blotquant finds.
 #: strict=True: when detection improves the test turns red, so the mark gets removed.
 LANE_COUNT_XFAIL = {
-    "wb_chemi_crops_facuperezt/img.jpeg": "10 lanes found for 3: the lane pitch is estimated at ~51 px "
-    "(the dark band ends either side of each gap) instead of ~160 px",
-    "wb_chemi_crops_facuperezt/img_shadow.jpeg": "10 lanes found for 3: pitch ~50 px instead of ~160 px, "
-    "as for img.jpeg, on a shadowed background",
-    "wb_chemi_crops_facuperezt/wide_pic_bands.jpeg": "15 lanes found for 8: the pitch is halved (~50 px "
-    "for ~105 px); the two dark ends of each band become two lanes",
-    "wb_biorad_chemidoc_akt_pakt/WB0-AKT.png": "14 lanes found for 10: faint column-projection peaks at "
-    "the membrane's left and right edges (x~62, x~628) stretch the lane grid",
-    "wb_biorad_chemidoc_akt_pakt/05-03-2019-WB0-AKTAK9272_2.scn": "14 lanes found for 10 (same blot as "
-    "WB0-AKT.png, raw 16-bit): membrane-edge peaks at x~66 and x~623 stretch the grid",
-    "wb_biorad_chemidoc_akt_pakt/2019-03-01-WB0-pAKT4060.scn": "12 lanes found for 10: a membrane-edge "
-    "peak at x~618, which the 8-bit export does not show, stretches the grid",
+    "wb_chemi_crops_facuperezt/img.jpeg": "12 lanes at a ~42 px pitch found for 3 lanes ~165 px apart: "
+    "the dark band ends and the light middle of each wide band are taken for lanes",
+    "wb_chemi_crops_facuperezt/img_2band.jpeg": "8 lanes at a ~54 px pitch found for 3 lanes ~165 px apart",
+    "wb_chemi_crops_facuperezt/img_shadow.jpeg": "11 lanes at a ~40 px pitch found for 3 lanes ~165 px apart",
+    "wb_chemi_crops_facuperezt/wide_pic_bands.jpeg": "8 lanes found, but at a ~85 px pitch for ~103 px: "
+    "they crowd lanes 1-7 (centres 296-875) and leave the bands at x~944 and the near-empty lane at "
+    "x~1087 outside every lane",
+    "wb_biorad_chemidoc_akt_pakt/WB0-AKT.png": "13 lanes found for 10: faint column-projection peaks at "
+    "the membrane's edges (x~82, x~582, x~628) are taken for lanes (lane 1 is 2 px wide)",
+    "wb_biorad_chemidoc_akt_pakt/05-03-2019-WB0-AKTAK9272_2.scn": "7 lanes found for 10: the pitch is "
+    "taken as ~91 px, twice the true ~44 px",
+    "wb_biorad_chemidoc_akt_pakt/2019-03-01-WB0-pAKT4060.scn": "12 lanes found for 10: membrane-edge "
+    "features at x~557 and x~600, which the 8-bit export does not show, are taken for lanes",
 }
 
 #: Images on which no band is found today although PROVENANCE.md lists bands.
@@ -138,14 +156,22 @@ def test_real_image_is_quantified(key):
 
 @pytest.mark.parametrize("key", [_param(k, LANE_COUNT_XFAIL) for k in sorted(KNOWN_LANE_COUNTS)])
 def test_automatic_lane_count(key):
-    result = _auto_result(key)
-    assert len(result.lanes) == KNOWN_LANE_COUNTS[key], result.lanes["x_center"].round(0).tolist()
+    """The right number of lanes, and each lane's band inside its own lane."""
+    lanes = _auto_result(key).lanes
+    found = lanes["x_center"].round(0).astype(int).tolist()
+    assert len(lanes) == KNOWN_LANE_COUNTS[key], found
+    covering = []
+    for centre in LANE_CENTRES[key]:
+        inside = np.flatnonzero((lanes["x_left"] - 2 <= centre) & (centre <= lanes["x_right"] + 2))
+        assert inside.size, f"the lane at x~{centre} lies in no lane found ({found})"
+        covering.append(int(inside[0]))
+    assert len(set(covering)) == len(covering), f"two lanes at {LANE_CENTRES[key]} share one lane ({found})"
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "detect_strips takes the strong full-width band row at y~150-163 for a gap between two membrane "
-    "strips (the rows' 10th percentile jumps from ~90 to ~136 there): the gel is split in two strips, "
-    "that band row is lost and only 2 bands are found"))
+    "one gel and 6 lanes are found, but 9 bands: find_band_peaks' prominence floor (3 robust sigmas "
+    "of the lane profile, 44-110 in lanes 2-4) drops bands that stand 26-104 above their valleys "
+    "with noise ~1, e.g. lane 2's band at y~303"))
 def test_imagej_sample_gel_is_one_gel_with_its_bands():
     """ImageJ's "Gel" sample: one gel, about 6 lanes with 2-4 bands each (PROVENANCE.md)."""
     result = _auto_result("wb_imagej_sample_gel/gel.gif")
@@ -354,6 +380,13 @@ AKT_PAIRS = {
 }
 
 
+#: detect_lanes(lanes=10) on the raw AKT file returns a lane with x_right < x_left, which
+#: lane_geometry then rightly refuses (measured at commit 5627841).
+SCN_LANES_XFAIL = pytest.mark.xfail(strict=True, raises=ParameterError, reason=(
+    "quantify(AKT .scn, lanes=10) returns lane 10 with x_left=563, x_right=562 (width -1); passing "
+    "those lanes back as lane_geometry raises ParameterError"))
+
+
 @functools.lru_cache(maxsize=None)
 def _akt_pair(kind):
     """Total AKT in 10 lanes, then pAKT in the same lanes; one band of interest per lane."""
@@ -368,7 +401,7 @@ def _akt_pair(kind):
     return lanes, akt.bands, pakt.bands
 
 
-@pytest.mark.parametrize("kind", sorted(AKT_PAIRS))
+@pytest.mark.parametrize("kind", ["png", pytest.param("scn", marks=SCN_LANES_XFAIL)])
 def test_akt_pakt_ratios_are_finite_for_every_lane(kind):
     lanes, akt, pakt = _akt_pair(kind)
     assert len(lanes) == 10
@@ -383,8 +416,8 @@ def test_akt_pakt_ratios_are_finite_for_every_lane(kind):
     [pytest.param("png", marks=pytest.mark.xfail(strict=True, reason=(
         "pAKT lanes 6-10 fall back to the forced window: the AKT lanes found on the export sit 5-15 px "
         "right of the pAKT bands, so the 'gaps' beside each lane hold pAKT band signal and "
-        "reject_off_lane_peaks drops the real bands (the .scn pair passes)"))),
-     "scn"],
+        "reject_off_lane_peaks drops the real bands"))),
+     pytest.param("scn", marks=SCN_LANES_XFAIL)],
 )
 def test_akt_pakt_band_detected_in_every_lane(kind):
     """Every lane carries a visible AKT band and a visible pAKT band."""
@@ -393,6 +426,7 @@ def test_akt_pakt_band_detected_in_every_lane(kind):
     assert pakt["detected"].all(), pakt[["lane", "y", "detected"]]
 
 
+@SCN_LANES_XFAIL
 def test_akt_pakt_ratios_agree_between_export_and_raw_file():
     """The 8-bit exports and the raw 16-bit .scn files rank the lanes' pAKT/AKT alike (measured rho 0.96)."""
     ratios = {}
