@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.signal import find_peaks
+from scipy.signal import find_peaks, peak_widths
 
 from ._shared import difference_noise_sigma, robust_sigma
 from .background import border_median_level, rubber_band_baseline, valley_baseline
@@ -65,7 +65,7 @@ class LaneProfile:
     noise: float
 
 
-def lane_profile(signal, background, lane):
+def lane_profile(signal, background, lane, *, quantum=0.0):
     """Build the :class:`LaneProfile` of one lane.
 
     Returns ``(profile, block)``: the profile and the lane's straightened
@@ -80,6 +80,10 @@ def lane_profile(signal, background, lane):
         2-D background estimate on the same grid, or None.
     lane : mapping
         One row of a lane table (see :mod:`blotquant.lanes`).
+    quantum : float
+        Step between stored values (1 for integer images). Rounding adds
+        noise of ``quantum / sqrt(12)`` that a flat, quantised background
+        hides from a difference-based estimate, so it is the noise floor.
     """
     rows, block, first = lane_block(signal, lane)
     if background is not None:
@@ -96,6 +100,7 @@ def lane_profile(signal, background, lane):
     # Noise from horizontal neighbours: structure along the lane cancels.
     sample = residual[:: max(1, rows.size // 200)]
     noise = robust_sigma(np.diff(sample, axis=1)) / np.sqrt(2.0) if width > 1 else difference_noise_sigma(robust)
+    noise = max(noise, quantum / np.sqrt(12.0))
     profile = LaneProfile(rows, block.sum(axis=1, dtype=np.float64), bg_profile, robust, width, float(noise))
     return profile, block
 
@@ -119,12 +124,22 @@ def find_band_peaks(profile, *, min_snr=4.0, window=None):
     """
     robust = ndi.gaussian_filter1d(profile.robust, 1.5)
     n = robust.size
-    noise = max(difference_noise_sigma(profile.robust), 1e-12)
+    # The median of ~15 columns has about 1.25 / sqrt(15) of the pixel noise.
+    noise = max(difference_noise_sigma(profile.robust), 0.32 * profile.noise, 1e-12)
     # Gaussian smoothing with sigma 1.5 rows keeps 1/sqrt(2 sqrt(pi) 1.5) = 0.43 of white noise.
     smoothed_noise = 0.43 * noise
-    # Background the estimator could not follow wanders slowly; 3 robust sigmas
-    # of the whole profile (mostly band-free rows) keep such swells out.
-    prominence = max(1.5 * min_snr * smoothed_noise, 3.0 * robust_sigma(robust), 0.01 * max(robust.max(), 0.0))
+    # Background the estimator could not follow wanders slowly: 3 robust
+    # sigmas of the band-free rows keep such swells out (capped, so a lane
+    # crowded with bands does not raise the bar above its own bands).
+    noise_prominence = 1.5 * min_snr * smoothed_noise
+    candidates, _ = find_peaks(robust, height=min_snr * smoothed_noise, prominence=noise_prominence, width=1.5)
+    band_free = np.ones(robust.size, bool)
+    if candidates.size:
+        _, _, left_ips, right_ips = peak_widths(robust, candidates, rel_height=0.9)
+        for left, right in zip(left_ips, right_ips):  # a few peaks, not pixels
+            band_free[max(0, int(left) - 2) : int(np.ceil(right)) + 3] = False
+    swell = 3.0 * robust_sigma(robust[band_free]) if band_free.sum() >= 10 else 0.0
+    prominence = max(noise_prominence, min(swell, 20 * smoothed_noise), 0.01 * max(robust.max(), 0.0))
     peaks, props = find_peaks(robust, height=min_snr * smoothed_noise, prominence=prominence, width=1.5)
     if window is not None:
         top_row, bottom_row = window
@@ -300,11 +315,12 @@ def _weighted_median(values, weights):
 
 
 def gap_residual_profile(signal, background, lanes, index):
-    """Mean signal above background, per row, in the gaps beside one lane.
+    """Median signal above background, per row, in each gap beside one lane.
 
     The gaps are the columns between a lane and its neighbours (or, for an
-    outer lane, a strip of the typical gap width outside it). Returns None
-    when the lane has no gap wider than two pixels on either side.
+    outer lane, a strip of the typical gap width outside it). Returns an
+    array of shape (n_gaps, rows), or None when the lane has no gap wider
+    than two pixels on either side.
     """
     lane = lanes[index]
     gap = max(2.0, float(np.median([b["x_left"] - a["x_right"] for a, b in zip(lanes[:-1], lanes[1:])]))
@@ -321,7 +337,7 @@ def gap_residual_profile(signal, background, lanes, index):
         pieces.append(np.median(residual, axis=1))
     if not pieces:
         return None
-    return np.mean(pieces, axis=0)
+    return np.array(pieces)
 
 
 def reject_off_lane_peaks(profile, gap_profile, found, *, max_gap_share=0.5):
@@ -339,7 +355,8 @@ def reject_off_lane_peaks(profile, gap_profile, found, *, max_gap_share=0.5):
         half = max(1, (bottom - top) // 4)
         rows = slice(max(top, peak - half), min(bottom, peak + half) + 1)
         in_lane = float(np.mean(profile.robust[rows]))
-        beside = float(np.mean(gap_profile[rows]))
+        # The quieter side decides: a neighbour's band may spill into one gap.
+        beside = float(np.min(np.mean(gap_profile[:, rows], axis=1)))
         if in_lane > 0 and beside < max_gap_share * in_lane:
             kept.append((peak, top, bottom))
     return kept

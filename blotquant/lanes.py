@@ -86,7 +86,7 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
     for strip_number, (top, bottom) in enumerate(small_strips, start=1):
         block = residual[top : bottom + 1]
         y_mid = (top + bottom) / 2.0
-        projection = sheared_column_profile(block, slope, y_ref=y_mid - top)
+        projection = sheared_column_profile(block * _band_row_weights(block)[:, None], slope, y_ref=y_mid - top)
         centers, lefts, rights, empty = _lanes_from_projection(projection, n_lanes=n_lanes, strip=strip_number)
         full_top = top * factor
         full_bottom = min(signal.shape[0] - 1, (bottom + 1) * factor - 1)
@@ -334,6 +334,20 @@ def _check_strips(strips, shape):
     return checked
 
 
+def _band_row_weights(block):
+    """Weights that let rows crossed by bands dominate the column projection.
+
+    Membrane edges, scratches and lane smears run through every row; bands
+    sit in a few. Weighting rows by their band signal keeps the former from
+    passing for lanes.
+    """
+    row_signal = block.sum(axis=1)
+    top = np.percentile(row_signal, 99)
+    if top <= 0:
+        return np.ones(block.shape[0])
+    return np.clip(row_signal / top, 0, 1) ** 2
+
+
 def _band_residual(small):
     """Band signal above a smooth membrane background, with outliers capped."""
     radius = max(8.0, min(small.shape) / 12.0)
@@ -385,7 +399,21 @@ def _lanes_from_projection(projection, *, n_lanes, strip):
                 pitch = span / (count - 1) if span > 0 else n_cols / (count + 0.5)
         centers = _fit_lane_grid(smooth, peaks, pitch, count)
 
-    return _lane_edges(profile, centers, noise)
+    centers, lefts, rights, empty = _lane_edges(profile, centers, noise)
+    if n_lanes is None:
+        # Without a lane count, an outer "lane" without signal of its own is
+        # a membrane edge or a mark, not an empty lane we could know about.
+        levels = np.array([profile[int(round(l)) : int(round(r)) + 1].mean() for l, r in zip(lefts, rights)])
+        # Faint but real outer lanes (a weak phospho signal) stay: only noise-level ones go.
+        faint = levels <= 8 * noise
+        keep = np.ones(centers.size, bool)
+        for order in (range(centers.size), reversed(range(centers.size))):
+            for index in order:
+                if not faint[index] or keep.sum() <= 1:
+                    break
+                keep[index] = False
+        centers, lefts, rights, empty = centers[keep], lefts[keep], rights[keep], empty[keep]
+    return centers, lefts, rights, empty
 
 
 def _estimate_pitch(profile):
@@ -410,9 +438,9 @@ def _estimate_pitch(profile):
     if not found:
         return None
     candidates = {lag * factor for lag in found for factor in (1.0, 0.5, 1.0 / 3.0, 2.0)}
-    # A comb needs a few teeth to be judged: candidates leaving room for at
-    # least three lanes compete; otherwise the first estimate stands.
-    candidates = sorted(c for c in candidates if 4 <= c <= n / 3.0)
+    # A comb needs teeth to be judged: candidates leaving room for at least
+    # two lanes compete; otherwise the first estimate stands.
+    candidates = sorted(c for c in candidates if 4 <= c <= n / 2.2)
     if not candidates:
         return float(found[0])
     scores = [_comb_contrast(stretched, candidate) for candidate in candidates]
@@ -508,6 +536,9 @@ def _lane_edges(profile, centers, noise):
         c = int(np.clip(round(center), lo, hi))
         window = profile[lo : hi + 1]
         quarter = max(1, (hi - lo) // 4)
+        # Measure the plateau from its top, not from a dip the grid may have landed in.
+        near = slice(max(lo, c - quarter), min(hi, c + quarter) + 1)
+        c = near.start + int(np.argmax(profile[near]))
         level = profile[max(lo, c - quarter) : min(hi, c + quarter) + 1].max()
         levels.append(level)
         threshold = 0.15 * level
@@ -518,17 +549,26 @@ def _lane_edges(profile, centers, noise):
         rights.append(c + (right_part[0] - 1 if right_part.size else hi - c))
     lefts, rights, levels = np.array(lefts, float), np.array(rights, float), np.array(levels)
     empty = levels <= max(8 * noise, 0.03 * levels.max())
+    # A lane whose plateau could not be traced gets the typical width below.
+    empty |= rights - lefts < 1
     widths = rights - lefts
     if (~empty).any():
         typical = np.median(widths[~empty])
         # An empty lane has no plateau of its own: give it the typical width.
         lefts[empty] = np.maximum(bounds[:-1][empty], centers[empty] - typical / 2)
         rights[empty] = np.minimum(bounds[1:][empty], centers[empty] + typical / 2)
+        # Wells come from one comb: a lane traced far narrower than its
+        # neighbours lost its faint edges to noise, so it gets the typical width.
+        narrow = ~empty & (rights - lefts < 0.7 * typical)
+        lefts[narrow] = np.maximum(bounds[:-1][narrow], centers[narrow] - typical / 2)
+        rights[narrow] = np.minimum(bounds[1:][narrow], centers[narrow] + typical / 2)
+    rights = np.maximum(rights, lefts + 1)
     return centers, lefts, rights, empty
 
 
 def _finish_table(rows):
     table = pd.DataFrame(rows)
-    table["width"] = table["x_right"] - table["x_left"]
+    # Inclusive pixel columns, as lane_block takes them.
+    table["width"] = table["x_right"] - table["x_left"] + 1
     table = table.sort_values(["strip", "lane"], kind="stable").reset_index(drop=True)
     return table[LANE_COLUMNS]

@@ -86,6 +86,7 @@ def quantify(
     background_radius=None,
     band_rows=None,
     min_snr=4.0,
+    min_relative_height=0.02,
     review="auto",
     max_pixels=None,
 ):
@@ -122,6 +123,10 @@ def quantify(
         false), so a lane with no visible band still gets its (small) value.
     min_snr : float
         Detection threshold of a band peak, in noise standard deviations.
+    min_relative_height : float
+        Bands found by detection whose peak is below this share of the
+        strongest band of their strip are not reported (they are membrane
+        texture far more often than protein). Not applied with ``band_rows``.
     review : "auto", None, path or Review
         A lane review made by hand (napari plugin). ``auto`` uses the review
         file saved next to the image file when there is one.
@@ -175,16 +180,23 @@ def quantify(
         needs_2d = method in ("rolling_ball", "rolling_ball_valley")
         # Detection always uses the ball's residual; only the measurement follows ``method``.
         bg_image = rolling_ball_background(signal, radius, intensity_scale=_ball_intensity_scale(blot, signal))
+        quantum = 1.0 if np.issubdtype(blot.data.dtype, np.integer) else 0.0
         lane_records = lane_table.to_dict("records")
         lane_profiles, lane_blocks, lane_boxes = [], [], []
         for position, lane in enumerate(lane_records):
-            profile, lane_pixels = lane_profile(signal, bg_image, lane)
+            profile, lane_pixels = lane_profile(signal, bg_image, lane, quantum=quantum)
             lane_profiles.append(profile)
             lane_blocks.append(lane_pixels)
-            strip_lanes = [other for other in lane_records if other["strip"] == lane["strip"]]
-            gaps = gap_residual_profile(signal, bg_image, strip_lanes, strip_lanes.index(lane))
+            gaps = None
+            if lane_source == "detected":
+                # Lanes drawn by a person or carried over from another image may
+                # sit off the bands; only detected lanes have trustworthy gaps.
+                strip_lanes = [other for other in lane_records if other["strip"] == lane["strip"]]
+                gaps = gap_residual_profile(signal, bg_image, strip_lanes, strip_lanes.index(lane))
             lane_boxes.append(_band_boxes(profile, lane, review_obj, band_rows, min_snr, gaps))
         lane_boxes = _harmonise(lane_records, lane_profiles, lane_boxes)
+        if band_rows is None:
+            lane_boxes = _drop_faint(lane_records, lane_profiles, lane_boxes, min_relative_height)
         for lane, profile, lane_pixels, boxes in zip(lane_records, lane_profiles, lane_blocks, lane_boxes):
             if not needs_2d:
                 measured_profile = LaneProfile(profile.rows, profile.signal, np.zeros_like(profile.background),
@@ -244,6 +256,7 @@ def quantify(
         "background_radius": radii,
         "band_rows": list(band_rows) if band_rows is not None else None,
         "min_snr": min_snr,
+        "min_relative_height": min_relative_height,
         "review": str(review_obj.path) if review_obj is not None and review_obj.path else None,
     }
     image_info = {
@@ -386,6 +399,26 @@ def _harmonise(lane_records, lane_profiles, lane_boxes):
         adjusted = harmonise_band_windows([lane_profiles[i] for i in members], found)
         for i, boxes in zip(members, adjusted):
             result[i] = [(p, t, b, "detected") for p, t, b in boxes]
+    return result
+
+
+def _drop_faint(lane_records, lane_profiles, lane_boxes, min_relative_height):
+    """Drop detected bands fainter than a share of the strip's strongest band.
+
+    Far below the strongest band, peaks are membrane texture and film grain
+    more often than protein, and too faint to quantify; a band of interest
+    that faint is still measured when its rows are given (``band_rows``).
+    """
+    result = list(lane_boxes)
+    for strip in {lane["strip"] for lane in lane_records}:
+        members = [i for i, lane in enumerate(lane_records) if lane["strip"] == strip]
+        heights = [lane_profiles[i].robust[box[0]] for i in members for box in lane_boxes[i] if box[3] == "detected"]
+        if not heights:
+            continue
+        floor = min_relative_height * max(heights)
+        for i in members:
+            result[i] = [box for box in lane_boxes[i]
+                         if box[3] != "detected" or lane_profiles[i].robust[box[0]] >= floor]
     return result
 
 

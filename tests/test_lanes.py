@@ -86,3 +86,11 @@ def test_lane_block_follows_slope_with_whole_pixels():
     assert block.shape == (20, 3)
     assert first[0] == 8 and first[-1] == 12  # 10 + 0.2 * (y - 9.5), rounded
     assert block[0].tolist() == image[0, 8:11].tolist()
+
+
+def test_detected_lanes_can_be_given_back_as_geometry():
+    blot = make_blot(shape=(500, 800), n_lanes=8, empty_lanes=(8,), seed=6)
+    found = detect_lanes(_signal(blot), n_lanes=8)
+    assert (found["x_right"] > found["x_left"]).all()
+    again = lanes_from_geometry(found, blot.image.shape)
+    assert np.allclose(again["x_left"], found["x_left"])
