@@ -88,10 +88,13 @@ def baseline_boxes(blot_image, result):
         profile, pixels = lane_profile(signal, None, lane)
         centre = int(round(band["y"])) - int(profile.rows[0])
         top, bottom = max(0, centre - half), min(profile.rows.size - 1, centre + half)
-        level = border_median_level(pixels, top, bottom)
-        volume = profile.signal[top : bottom + 1].sum() - level * pixels.shape[1] * (bottom - top + 1)
+        box = pixels.block(top - 3, bottom + 3)
+        box_top = min(top, 3)
+        level = border_median_level(box, box_top, box_top + bottom - top)
+        n_pixels = pixels.width * (bottom - top + 1)
+        volume = profile.signal[top : bottom + 1].sum() - level * n_pixels
         clipped = saturated_pixel_count(pixels, top, bottom, blot_image.full_scale)
-        rows.append({**band, "volume": volume, "saturated": is_saturated(clipped, pixels.size)})
+        rows.append({**band, "volume": volume, "saturated": is_saturated(clipped, n_pixels)})
     return pd.DataFrame(rows, columns=result.bands.columns)
 
 

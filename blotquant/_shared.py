@@ -32,7 +32,7 @@ def upsample_bilinear(small, factor, shape):
     small = np.asarray(small, dtype=np.float32)
     if factor <= 1:
         return small[: shape[0], : shape[1]].copy()
-    return _upsample_axis(_upsample_axis(small, factor, shape[0], 0), factor, shape[1], 1)
+    return np.ascontiguousarray(_upsample_axis(_upsample_axis(small, factor, shape[0], 0), factor, shape[1], 1))
 
 
 def _upsample_axis(array, factor, n_out, axis):

@@ -22,7 +22,7 @@ from scipy.signal import find_peaks, peak_widths
 from ._shared import difference_noise_sigma, robust_sigma
 from .background import border_median_level, rubber_band_baseline, valley_baseline
 from .errors import ParameterError
-from .lanes import lane_block
+from .lanes import lane_block, lane_columns
 
 #: A pixel at or above this fraction of full scale is clipped.
 SATURATION_LEVEL = 0.99
@@ -65,12 +65,42 @@ class LaneProfile:
     noise: float
 
 
+class LanePixels:
+    """On-demand access to one lane's straightened pixels.
+
+    Gathering a whole lane is the costliest step on a large image, and only
+    the band boxes need their pixels (saturation, border medians), so rows
+    are gathered when asked for.
+    """
+
+    def __init__(self, image, rows, first, width):
+        self.image = image
+        self.rows = rows
+        self.first = first
+        self.width = int(width)
+
+    def block(self, top, bottom):
+        """Pixels of rows ``top..bottom`` (indices into the lane, inclusive, clipped)."""
+        top, bottom = max(0, int(top)), min(self.rows.size - 1, int(bottom))
+        if bottom < top:
+            return np.empty((0, self.width), dtype=self.image.dtype)
+        rows = self.rows[top : bottom + 1]
+        columns = self.first[top : bottom + 1, None] + np.arange(self.width)[None, :]
+        return self.image[rows[:, None], columns]
+
+
+def lane_row_sums(image, rows, first, width):
+    """Exact sum of each lane row, accumulated in float64."""
+    block = image[rows[:, None], first[:, None] + np.arange(width)[None, :]]
+    return block.sum(axis=1, dtype=np.float64)
+
+
 def lane_profile(signal, background, lane, *, quantum=0.0):
     """Build the :class:`LaneProfile` of one lane.
 
-    Returns ``(profile, block)``: the profile and the lane's straightened
-    signal pixels (see :func:`blotquant.lanes.lane_block`), which the caller
-    needs for saturation and border measurements.
+    Returns ``(profile, pixels)``: the profile and a :class:`LanePixels`
+    accessor to the lane's signal pixels, which the caller needs for
+    saturation and border measurements.
 
     Parameters
     ----------
@@ -85,24 +115,27 @@ def lane_profile(signal, background, lane, *, quantum=0.0):
         noise of ``quantum / sqrt(12)`` that a flat, quantised background
         hides from a difference-based estimate, so it is the noise floor.
     """
-    rows, block, first = lane_block(signal, lane)
-    if background is not None:
-        bg_block = background[rows[:, None], first[:, None] + np.arange(block.shape[1])[None, :]]
-        residual = block - bg_block
-        bg_profile = bg_block.sum(axis=1, dtype=np.float64)
-    else:
-        residual = block
-        bg_profile = np.zeros(rows.size)
-    width = block.shape[1]
+    rows, first, width = lane_columns(lane, signal.shape)
     # A median over columns spread across the central 80 % of the lane ignores specks.
     inner = np.unique(np.linspace(0.1 * (width - 1), 0.9 * (width - 1), _DETECTION_COLUMNS).round().astype(int))
-    robust = np.median(residual[:, inner], axis=1)
-    # Noise from horizontal neighbours: structure along the lane cancels.
-    sample = residual[:: max(1, rows.size // 200)]
+    columns = first[:, None] + inner[None, :]
+    residual = signal[rows[:, None], columns].astype(np.float64)
+    if background is not None:
+        residual -= background[rows[:, None], columns]
+        bg_profile = lane_row_sums(background, rows, first, width)
+    else:
+        bg_profile = np.zeros(rows.size)
+    robust = np.median(residual, axis=1)
+    # Noise from horizontal neighbours on a subsample of rows: structure along the lane cancels.
+    sample_rows = np.arange(0, rows.size, max(1, rows.size // 200))
+    sample_cols = first[sample_rows, None] + np.arange(width)[None, :]
+    sample = signal[rows[sample_rows, None], sample_cols].astype(np.float64)
+    if background is not None:
+        sample -= background[rows[sample_rows, None], sample_cols]
     noise = robust_sigma(np.diff(sample, axis=1)) / np.sqrt(2.0) if width > 1 else difference_noise_sigma(robust)
     noise = max(noise, quantum / np.sqrt(12.0))
-    profile = LaneProfile(rows, block.sum(axis=1, dtype=np.float64), bg_profile, robust, width, float(noise))
-    return profile, block
+    profile = LaneProfile(rows, lane_row_sums(signal, rows, first, width), bg_profile, robust, width, float(noise))
+    return profile, LanePixels(signal, rows, first, width)
 
 
 def find_band_peaks(profile, *, min_snr=4.0, window=None):
@@ -205,7 +238,9 @@ def measure_band(profile, top, bottom, *, method, signal_block_max=None):
     elif method == "border_median":
         if signal_block_max is None:
             raise ParameterError("border_median needs the lane's pixels")
-        level = border_median_level(signal_block_max, top, bottom)
+        border = 3
+        level = border_median_level(signal_block_max.block(top - border, bottom + border),
+                                    min(top, border), min(top, border) + bottom - top, border=border)
         background = level * profile.width * (bottom - top + 1)
     elif method == "none":
         background = 0.0
@@ -218,7 +253,8 @@ def saturated_pixel_count(lane_pixels, top, bottom, full_scale):
     """Number of clipped pixels (>= 99 % of full scale) in a band box."""
     if full_scale is None:
         return 0
-    return int(np.count_nonzero(lane_pixels[top : bottom + 1] >= SATURATION_LEVEL * full_scale))
+    box = lane_pixels.block(top, bottom) if isinstance(lane_pixels, LanePixels) else lane_pixels[top : bottom + 1]
+    return int(np.count_nonzero(box >= SATURATION_LEVEL * full_scale))
 
 
 def is_saturated(saturated_pixels, n_pixels):
@@ -332,8 +368,9 @@ def gap_residual_profile(signal, background, lanes, index):
         if x_right - x_left < 2 or x_left < 0 or x_right > signal.shape[1] - 1:
             continue
         gap_lane = {**lane, "x_left": x_left, "x_right": x_right}
-        rows, block, first = lane_block(signal, gap_lane)
-        residual = block - background[rows[:, None], first[:, None] + np.arange(block.shape[1])[None, :]]
+        rows, first, width = lane_columns(gap_lane, signal.shape)
+        columns = first[:, None] + np.unique(np.linspace(0, width - 1, min(width, 9)).round().astype(int))[None, :]
+        residual = signal[rows[:, None], columns] - background[rows[:, None], columns]
         pieces.append(np.median(residual, axis=1))
     if not pieces:
         return None

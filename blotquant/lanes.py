@@ -189,13 +189,27 @@ def lane_block(image, lane):
         ``block[i, j]`` is ``image[rows[i], first_column[i] + j]``.
     first_column : (H,) int array
     """
-    rows = np.arange(int(lane["y_top"]), int(lane["y_bottom"]) + 1)
-    y_mid = (lane["y_top"] + lane["y_bottom"]) / 2.0
-    width = max(1, int(round(lane["x_right"] - lane["x_left"])) + 1)
-    first = np.rint(lane["x_left"] + lane["slope"] * (rows - y_mid)).astype(np.intp)
-    first = np.clip(first, 0, image.shape[1] - width)
+    rows, first, width = lane_columns(lane, image.shape)
     block = image[rows[:, None], first[:, None] + np.arange(width)[None, :]]
     return rows, block, first
+
+
+def lane_columns(lane, shape):
+    """Rows, first column per row and width of one lane (whole pixels).
+
+    Returns
+    -------
+    rows : (H,) int array
+    first : (H,) int array
+        The lane's leftmost column in each row, following its tilt.
+    width : int
+    """
+    rows = np.arange(int(lane["y_top"]), int(lane["y_bottom"]) + 1)
+    y_mid = (lane["y_top"] + lane["y_bottom"]) / 2.0
+    width = min(shape[1], max(1, int(round(lane["x_right"] - lane["x_left"])) + 1))
+    first = np.rint(lane["x_left"] + lane["slope"] * (rows - y_mid)).astype(np.intp)
+    first = np.clip(first, 0, shape[1] - width)
+    return rows, first, width
 
 
 def estimate_tilt(residual, *, max_tilt_deg=3.0, step_deg=0.25):

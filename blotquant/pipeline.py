@@ -29,7 +29,7 @@ from .bands import (
 )
 from .errors import ParameterError
 from .io import BlotImage, image_from_array, read_image, to_signal
-from .lanes import detect_lanes, lane_block, lanes_from_geometry
+from .lanes import detect_lanes, lane_columns, lanes_from_geometry
 from .review import Review, find_review, load_review
 
 #: Columns of the bands table, in order (``bands.csv``).
@@ -325,9 +325,9 @@ def _auto_radius(signal, lane_table):
     """Rolling-ball radius: three band heights (FWHM) from a quick first pass."""
     widths = []
     for lane in lane_table.to_dict("records"):
-        rows, block, _ = lane_block(signal, lane)
-        columns = np.linspace(0, block.shape[1] - 1, min(9, block.shape[1])).round().astype(int)
-        profile = np.median(block[:, columns], axis=1)
+        rows, first, width = lane_columns(lane, signal.shape)
+        columns = np.linspace(0, width - 1, min(9, width)).round().astype(int)
+        profile = np.median(signal[rows[:, None], first[:, None] + columns[None, :]], axis=1)
         profile = profile - np.percentile(profile, 10)
         if profile.max() <= 0:
             continue
