@@ -34,6 +34,8 @@ def build_parser():
     quant.add_argument("--radius", type=float, metavar="PX", help="rolling-ball radius in pixels (default: auto)")
     quant.add_argument("--band-rows", type=int, nargs=2, metavar=("TOP", "BOTTOM"),
                        help="measure exactly one band per lane between these rows")
+    quant.add_argument("--band-rows-mode", default="band", choices=["band", "window"],
+                       help="with --band-rows: the strongest band in its own limits (band) or the whole window (window)")
     quant.add_argument("--min-snr", type=float, default=4.0, help="band detection threshold (default 4)")
     quant.add_argument("--no-review", action="store_true", help="ignore lane-review files next to the images")
     quant.add_argument("--no-overlay", action="store_true", help="do not draw overlay PNGs")
@@ -85,6 +87,7 @@ def _run_quantify(args, command):
         "background": args.background,
         "background_radius": args.radius,
         "band_rows": tuple(args.band_rows) if args.band_rows else None,
+        "band_rows_mode": args.band_rows_mode,
         "min_snr": args.min_snr,
         "review": None if args.no_review else "auto",
         "max_pixels": args.max_pixels,

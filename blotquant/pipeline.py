@@ -34,7 +34,7 @@ from .review import Review, find_review, load_review
 
 #: Columns of the bands table, in order (``bands.csv``).
 BAND_COLUMNS = [
-    "image", "channel", "strip", "lane", "band", "y", "y_top", "y_bottom", "x_left", "x_right",
+    "image", "channel", "strip", "lane", "band", "y", "y_top", "y_bottom", "height", "x_left", "x_right",
     "volume", "background", "peak", "snr", "saturated", "saturated_pixels", "n_pixels",
     "detected", "excluded", "exclusion_reason",
 ]  # fmt: skip
@@ -85,6 +85,7 @@ def quantify(
     background="auto",
     background_radius=None,
     band_rows=None,
+    band_rows_mode="band",
     min_snr=4.0,
     min_relative_height=0.02,
     review="auto",
@@ -147,6 +148,8 @@ def quantify(
         )
     if band_rows is not None:
         band_rows = _check_band_rows(band_rows, blot.data.shape[1])
+    if band_rows_mode not in ("band", "window"):
+        raise ParameterError(f"band_rows_mode must be 'band' or 'window', not {band_rows_mode!r}")
     review_obj = _resolve_review(review, blot)
     channels = _select_channels(blot, channel)
 
@@ -193,7 +196,7 @@ def quantify(
                 # sit off the bands; only detected lanes have trustworthy gaps.
                 strip_lanes = [other for other in lane_records if other["strip"] == lane["strip"]]
                 gaps = gap_residual_profile(signal, bg_image, strip_lanes, strip_lanes.index(lane))
-            lane_boxes.append(_band_boxes(profile, lane, review_obj, band_rows, min_snr, gaps))
+            lane_boxes.append(_band_boxes(profile, lane, review_obj, band_rows, min_snr, gaps, band_rows_mode))
         lane_boxes = _harmonise(lane_records, lane_profiles, lane_boxes)
         if band_rows is None:
             lane_boxes = _drop_faint(lane_records, lane_profiles, lane_boxes, min_relative_height)
@@ -224,6 +227,7 @@ def quantify(
                         "y": round(y, 2),
                         "y_top": int(profile.rows[top]),
                         "y_bottom": int(profile.rows[bottom]),
+                        "height": int(bottom - top + 1),
                         "x_left": round(lane["x_left"] + shift, 2),
                         "x_right": round(lane["x_right"] + shift, 2),
                         "volume": volume,
@@ -255,6 +259,7 @@ def quantify(
         "background_method": method,
         "background_radius": radii,
         "band_rows": list(band_rows) if band_rows is not None else None,
+        "band_rows_mode": band_rows_mode,
         "min_snr": min_snr,
         "min_relative_height": min_relative_height,
         "review": str(review_obj.path) if review_obj is not None and review_obj.path else None,
@@ -356,11 +361,12 @@ def _resolve_review(review, blot):
     return loaded
 
 
-def _band_boxes(profile, lane, review_obj, band_rows, min_snr, gap_profile=None):
+def _band_boxes(profile, lane, review_obj, band_rows, min_snr, gap_profile=None, band_rows_mode="band"):
     """(peak, top, bottom, source) of each band to measure in one lane.
 
-    ``source`` is "detected", "manual" (a reviewed box) or "forced" (the
-    whole ``band_rows`` window of a lane where no band was found).
+    ``source`` is "detected", "manual" (a reviewed box), "window" (the
+    whole ``band_rows`` window, asked for) or "forced" (the whole window of
+    a lane where no band was found).
     """
     manual = review_obj.bands_for(int(lane["strip"]), int(lane["lane"])) if review_obj is not None else None
     first_row = int(profile.rows[0])
@@ -376,6 +382,11 @@ def _band_boxes(profile, lane, review_obj, band_rows, min_snr, gap_profile=None)
     found = reject_off_lane_peaks(profile, gap_profile, find_band_peaks(profile, min_snr=min_snr, window=band_rows))
     if band_rows is None:
         return [(peak, top, bottom, "detected") for peak, top, bottom in found]
+    if band_rows_mode == "window":
+        top = int(np.clip(band_rows[0] - first_row, 0, last_index))
+        bottom = int(np.clip(band_rows[1] - first_row, top, last_index))
+        peak = top + int(np.argmax(profile.robust[top : bottom + 1]))
+        return [(peak, top, bottom, "window" if found else "forced")]
     if found:
         peak, top, bottom = max(found, key=lambda band: profile.robust[band[0]])
         return [(peak, top, bottom, "detected")]

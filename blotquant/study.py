@@ -82,7 +82,8 @@ DEFAULT_THRESHOLDS = {
     "linear_min_r_squared": 0.98,
     "linear_max_residual": 0.15,
 }
-_QUANTIFY_KEYS = {"background": str, "polarity": str, "max_pixels": int, "min_snr": (int, float)}
+_QUANTIFY_KEYS = {"background": str, "polarity": str, "max_pixels": int, "min_snr": (int, float),
+                  "band_rows_mode": str}
 _STATISTICS_KEYS = {"p_adjust": str, "bootstrap": int, "seed": int}
 
 

@@ -228,15 +228,9 @@ def _relative_volumes(result):
 
 def _coomassie_window_measurement(crop, background):
     """Relative volumes with gelquant's integration window as each lane's band box."""
-    image = _coomassie_image()
-    review = Review(
-        image_name=image.name,
-        image_sha256=image.sha256,
-        bands=[{"strip": 1, "lane": lane, "boxes": [list(crop["window"])]}
-               for lane in range(1, crop["n_lanes"] + 1)],
-    )
-    result = quantify(image, lane_geometry=_crop_geometry(crop), channel="luminance", review=review,
-                      background=background)
+    result = quantify(_coomassie_image(), lane_geometry=_crop_geometry(crop), channel="luminance",
+                      band_rows=crop["window"], band_rows_mode="window", background=background, review=None)
+    assert result.bands["detected"].all()
     return _relative_volumes(result)
 
 
