@@ -7,7 +7,9 @@ border-median background" baseline on the same images:
   scale factor per image and band row (the unknown antibody response),
   excluding saturated bands;
 * the share of images whose lanes were all found automatically;
-* the recall of band detection and of the saturation flag.
+* the recall of band detection and of the saturation flag;
+* the linearity of a twofold dilution series (deviation from a straight
+  line through the origin region, per dilution step).
 
 Usage::
 
@@ -27,12 +29,15 @@ import numpy as np
 import pandas as pd
 
 from blotquant import quantify
+from blotquant.pipeline import DEFAULT_BACKGROUND
 from blotquant.bands import is_saturated, lane_profile, saturated_pixel_count
 from blotquant.background import border_median_level
 from blotquant.io import image_from_array, to_signal
-from blotquant.synth import random_blot
+from blotquant.synth import make_blot, random_blot
 
-METHODS = ("rolling_ball_valley", "rolling_ball", "border_median", "valley", "rubber_band")
+DILUTION = np.array([1.0, 0.5, 0.25, 0.125, 0.0625, 1.0, 0.5, 0.25])
+
+METHODS = ("valley", "border_median", "rolling_ball_valley", "rolling_ball", "rubber_band")
 
 
 def match_lanes(found, truth):
@@ -114,7 +119,7 @@ def score_image(task):
     truth = blot.truth_bands.reset_index(drop=True)
     tables = {"blotquant": result.bands, "baseline": baseline_boxes(image, result)}
     for method in methods:
-        if method != "rolling_ball_valley":
+        if method != DEFAULT_BACKGROUND:
             tables[method] = quantify(image, review=None, background=method,
                                       lane_geometry=result.lanes.drop(columns=["image"])).bands
     for name, bands in tables.items():
@@ -126,6 +131,18 @@ def score_image(task):
         frame["seed"] = seed
         outcome["rows"].append(frame)
     return outcome
+
+
+def dilution_deviation(task):
+    """|measured / linear fit - 1| per lane of one synthetic dilution-series blot."""
+    seed, method = task
+    blot = make_blot(shape=(600, 900), n_lanes=8, amounts=DILUTION, band_rows=((0.45, 1.0),), seed=seed)
+    y = int(blot.truth_bands["y"].median())
+    image = image_from_array(blot.image, full_scale=blot.full_scale)
+    result = quantify(image, lanes=8, band_rows=(y - 40, y + 40), background=method, review=None)
+    volumes = result.bands.sort_values("lane")["volume"].to_numpy()
+    slope, intercept = np.polyfit(DILUTION, volumes, 1)
+    return method, np.abs(volumes / (slope * DILUTION + intercept) - 1)
 
 
 def summarise(table):
@@ -141,6 +158,7 @@ def summarise(table):
         out[method] = {
             "median_error": float(group["error"].median()),
             "p90_error": float(group["error"].quantile(0.9)),
+            "p90_specific": float(group.loc[~group["nonspecific"], "error"].quantile(0.9)),
             "bands_scored": int(len(group)),
             "detection_recall": float(everything["measured"].notna().mean()),
             "saturation_recall": float(saturated["flagged"].mean()) if len(saturated) else float("nan"),
@@ -154,6 +172,7 @@ def main():
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--methods", action="store_true", help="score every background method too")
+    parser.add_argument("--dilution-blots", type=int, default=8, help="dilution-series blots to score")
     args = parser.parse_args()
     methods = METHODS if args.methods else ()
     tasks = [(seed, methods) for seed in range(args.images)]
@@ -172,11 +191,27 @@ def main():
     missed = [o["seed"] for o in outcomes if not o["lanes_all_found"] and "error" not in o]
     if missed:
         print(f"  images with a lane missed or extra: seeds {missed}")
-    print(f"{'method':22s} {'median err':>10s} {'p90 err':>8s} {'bands':>6s} {'detected':>9s} {'sat. recall':>11s}")
+    print("relative error of band volumes (one scale factor per image and band row, unsaturated bands);")
+    print("'p90 specific' leaves out non-specific bands that overlap a stronger band's tail")
+    print(f"{'method':22s} {'median err':>10s} {'p90 err':>8s} {'p90 specific':>12s} {'bands':>6s} "
+          f"{'detected':>9s} {'sat. recall':>11s}")
     for method, figures in sorted(summary.items(), key=lambda item: item[1]["median_error"]):
         print(f"{method:22s} {figures['median_error']:10.2%} {figures['p90_error']:8.2%} "
-              f"{figures['bands_scored']:6d} {figures['detection_recall']:9.1%} "
+              f"{figures['p90_specific']:12.2%} {figures['bands_scored']:6d} {figures['detection_recall']:9.1%} "
               f"{figures['saturation_recall']:11.1%} (of {figures['saturated_bands']})")
+
+    dilution_methods = ("valley",) + tuple(m for m in methods if m != "valley")
+    tasks = [(seed, method) for method in dilution_methods for seed in range(args.dilution_blots)]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        deviations = list(pool.map(dilution_deviation, tasks))
+    print(f"\ntwofold dilution series ({args.dilution_blots} blots, blotchy background, band_rows window): "
+          "mean |deviation from linear fit| per load")
+    print(f"{'method':22s} " + " ".join(f"{amount:>7.4g}" for amount in DILUTION[:5]) + f" {'worst':>7s}")
+    for method in dilution_methods:
+        table = np.array([d for m, d in deviations if m == method])
+        per_load = [table[:, DILUTION == amount].mean() for amount in DILUTION[:5]]
+        print(f"{method + (' (default)' if method == DEFAULT_BACKGROUND else ''):22s} "
+              + " ".join(f"{value:7.1%}" for value in per_load) + f" {table.max():7.1%}")
 
 
 if __name__ == "__main__":

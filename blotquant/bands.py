@@ -33,6 +33,7 @@ MIN_SATURATED_PIXELS = 4
 
 _LIMIT_FRACTION = 0.03  # band limit: profile down to 3 % of the band's height
 _DETECTION_COLUMNS = 15  # columns sampled across a lane for the robust profile
+_BORDER_ROWS = 3  # rows above and below a box for the border-median background (LI-COR default)
 
 
 @dataclass
@@ -238,7 +239,7 @@ def measure_band(profile, top, bottom, *, method, signal_block_max=None):
     elif method == "border_median":
         if signal_block_max is None:
             raise ParameterError("border_median needs the lane's pixels")
-        border = 3
+        border = _BORDER_ROWS
         level = border_median_level(signal_block_max.block(top - border, bottom + border),
                                     min(top, border), min(top, border) + bottom - top, border=border)
         background = level * profile.width * (bottom - top + 1)

@@ -45,7 +45,7 @@ LANE_TABLE_COLUMNS = [
 ]  # fmt: skip
 
 #: The background method ``"auto"`` stands for (chosen by benchmarks/accuracy.py).
-DEFAULT_BACKGROUND = "rolling_ball_valley"
+DEFAULT_BACKGROUND = "valley"
 
 
 @dataclass
