@@ -110,7 +110,10 @@ def _run_quantify(args, command):
 def _run_study(args):
     from .study import run_study
 
-    run_study(args.study_file, args.out, force=args.force, jobs=args.jobs)
+    result = run_study(args.study_file, args.out, force=args.force, jobs=args.jobs)
+    for record in result.images:
+        if record.get("review"):
+            print(f"blotquant: {record['file']}: using lane review {record['review']}", file=sys.stderr)
     print(f"blotquant: study results in {args.out}")
     return 0
 

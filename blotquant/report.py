@@ -13,6 +13,7 @@ import html
 import json
 import math
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,11 @@ def methods_text(result):
         f"Each target signal was divided by the lane's {kind} signal ({loading_names}), expressed relative "
         "to the median of the blot's sample lanes.",
     ]
+    reviewed = [r for r in result.images if r.get("review")]
+    if reviewed:
+        text.append(f"For {len(reviewed)} of {len(result.images)} images, lanes, bands or exclusions were "
+                    "corrected by hand in a saved lane review (blotquant-review files, tied to each image by "
+                    "its SHA-256), which was applied before measurement.")
     if has_total:
         text.append("Phosphorylated proteins are reported as the ratio of the normalised phospho signal to "
                     "the normalised total protein in the same lane.")
@@ -234,6 +240,7 @@ def build_report_html(result, *, run=None):
         "shift dy, dx (px), turn (deg)": "" if not r.get("offset") else
         f"{r['offset']['dy']:.1f}, {r['offset']['dx']:.1f}, {r['offset']['rotation_deg']:.2f}",
         "overlay": f"overlays/{r['overlay']}" if r.get("overlay") else "",
+        "lane review": Path(r["review"]).name if r.get("review") else "",
         "SHA-256": r.get("sha256", ""),
     } for r in result.images])
     sections += ["<h2>Methods</h2>", f"<p class=\"methods\">{escape(methods_text(result))}</p>",

@@ -818,6 +818,7 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
             "warnings": list(result.image.get("warnings", [])),
             "lanes_from": "detected" if offset is None else f"{reference[0]['file']} ({offset['method']})",
             "offset": offset, "overlay": overlay, "parameters": result.parameters,
+            "review": result.parameters.get("review"),
         })
     return pd.concat(band_tables, ignore_index=True), pd.concat(lane_tables, ignore_index=True), records
 

@@ -1,0 +1,38 @@
+"""A lane review saved next to a study image is applied by ``blotquant study`` and reported."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from blotquant.cli import main
+from blotquant.output import sha256_of_file
+from blotquant.review import Review, save_review
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def test_study_applies_and_reports_a_review(tmp_path, capsys):
+    study_dir = tmp_path / "study"
+    shutil.copytree(SAMPLE_DATA, study_dir, ignore=shutil.ignore_patterns("*.py"))
+    image = study_dir / "B1_p-mTOR.tif"
+    review = Review(image_name=image.name, image_sha256=sha256_of_file(image), reviewer="A. Tester",
+                    exclusions=[{"strip": 1, "lane": 3, "band": None, "reason": "bubble over the band"}])
+    saved, _ = save_review(review, image)
+
+    out = tmp_path / "out"
+    assert main(["study", str(study_dir / "study.toml"), "--out", str(out)]) == 0
+    assert f"using lane review {saved}" in capsys.readouterr().err
+
+    normalized = pd.read_csv(out / "normalized.csv")
+    excluded = normalized[(normalized["sample_id"] == "PFC-R02") & (normalized["target"] == "p-mTOR")]
+    kept = normalized[(normalized["sample_id"] == "PFC-R03") & (normalized["target"] == "p-mTOR")]
+    assert np.isnan(excluded["value"]).all()
+    assert np.isfinite(kept["value"]).all()
+    report = (out / "report.html").read_text()
+    assert saved.name in report
+    assert "corrected by hand in a saved lane review" in report
+    run = json.loads((out / "run.json").read_text())
+    assert str(saved) in json.dumps(run)
