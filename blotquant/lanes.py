@@ -244,6 +244,11 @@ def estimate_tilt(residual, *, max_tilt_deg=3.0, step_deg=0.25):
         band_scores[index] = np.sum(_projection(ys - tangent * (xs - x_ref), values) ** 2)
     scores = lane_scores / lane_scores.mean() + band_scores / band_scores.mean()
     best = int(np.argmax(scores))
+    straight = int(np.argmin(np.abs(angles)))
+    # Most blots are imaged straight: a tilt must earn its place by sharpening
+    # the projections clearly, not by a flat score's noise.
+    if scores[best] - scores[straight] < 0.01 * scores[straight]:
+        return 0.0
     angle = angles[best]
     if 0 < best < angles.size - 1:
         left, mid, right = scores[best - 1 : best + 2]
@@ -382,8 +387,15 @@ def _lanes_from_projection(projection, *, n_lanes, strip):
             f"strip {strip}: no lanes with signal were found; give the lane geometry explicitly"
         )
     pitch = _estimate_pitch(profile)
-    if pitch is None:
-        pitch = float(n_cols) / (n_lanes + 0.5) if n_lanes else None
+    if n_lanes:
+        # The caller's count and the span of the signal give a pitch too; when
+        # the periodicity disagrees with it badly (bands curved within their
+        # lane look like two lanes each), the count wins.
+        signal_columns = np.flatnonzero(ndi.gaussian_filter1d(profile, 2.0) > 0.1 * profile.max())
+        span = signal_columns[-1] - signal_columns[0] + 1 if signal_columns.size else n_cols
+        span_pitch = span / float(n_lanes)
+        if pitch is None or abs(pitch / span_pitch - 1) > 0.3:
+            pitch = span_pitch if n_lanes > 1 else None
 
     if pitch is None:
         # A single lane: take the plateau around the strongest column.
@@ -458,7 +470,14 @@ def _estimate_pitch(profile):
     if not candidates:
         return float(found[0])
     scores = [_comb_contrast(stretched, candidate) for candidate in candidates]
-    return float(candidates[int(np.argmax(scores))])
+    pitch = float(candidates[int(np.argmax(scores))])
+    # Lanes brighter at their edges than in their middle (smiling bands) put
+    # their power at twice the lane frequency; a comb at the winner's half
+    # whose teeth sit on lanes and whose gaps sit between them is the truth.
+    lane_cores = (profile > 0.5 * local_max).astype(float)
+    if pitch / 2 >= 4 and _lane_gap_contrast(lane_cores, pitch / 2) > _lane_gap_contrast(lane_cores, pitch) + 0.1:
+        pitch /= 2
+    return pitch
 
 
 def _autocorrelation_pitch(signal):
@@ -503,6 +522,21 @@ def _comb_contrast(stretched, pitch):
     centred = stretched - stretched.mean()
     phase = np.exp(-2j * np.pi * np.arange(centred.size) / pitch)
     return float(np.abs(np.dot(centred, phase)) ** 2 / centred.size)
+
+
+def _lane_gap_contrast(mask, pitch):
+    """Lane minus gap level of a binary lane mask along the best-placed comb."""
+    n = mask.size
+    count = int((n - 1) // pitch)
+    if count < 1:
+        return -np.inf
+    columns = np.arange(n)
+    centres = np.arange(0.0, pitch, 1.0)[:, None] + pitch * np.arange(count)[None, :]
+    gaps = centres + pitch / 2.0
+    valid = gaps < n - 1
+    difference = np.where(valid, np.interp(centres, columns, mask) - np.interp(np.minimum(gaps, n - 1), columns, mask),
+                          np.nan)
+    return float(np.nanmax(np.nanmean(difference, axis=1)))
 
 
 def _fit_lane_grid(smooth, peaks, pitch, count):
