@@ -10,6 +10,7 @@ three band rows, turned by 0.8 degrees) saved as a zlib-compressed TIFF (as
 * the time of each stage on the decoded image, with the library's public
   functions: signal conversion, lane detection, rolling-ball background,
   band finding and measurement;
+* the peak memory of one worker, as a multiple of the image's size;
 * batch throughput of ``blotquant.batch.quantify_batch`` on 8 copies, with 1
   and with 2 worker processes (images per second).
 
@@ -27,6 +28,8 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -108,6 +111,29 @@ def batch_throughput(source, copies, jobs, overlays, work):
     return elapsed, copies / elapsed
 
 
+def peak_memory(path):
+    """Extra peak resident memory of a fresh process quantifying ``path``, in bytes.
+
+    Measured in a child process (the high-water mark of resident memory after
+    importing blotquant, and after quantifying; Linux), so the figure is that
+    of one batch worker.
+    """
+    # VmHWM, unlike ru_maxrss, starts afresh at exec, so the parent's size does not leak in.
+    code = (
+        "import sys\n"
+        "def peak():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1]) * 1024\n"
+        "import blotquant, blotquant.pipeline, blotquant.io\n"
+        "before = peak()\n"
+        "blotquant.quantify(sys.argv[1], review=None)\n"
+        "print(peak() - before)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    return int(output.stdout.strip())
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
@@ -159,6 +185,11 @@ def main(argv=None):
         print(f"  {'quantify(decoded image)':44s} {t_in_memory * 1000:8.1f} ms")
         print(f"  {'rest (radius pass, off-lane check, tables)':44s} "
               f"{(t_in_memory - sum(stages.values())) * 1000:8.1f} ms")
+        print()
+
+        extra = peak_memory(raw)
+        print(f"peak memory of one worker above its imports: {extra / 1e6:.0f} MB "
+              f"= {extra / blot.image.nbytes:.1f} x the {blot.image.nbytes / 1e6:.0f} MB image")
         print()
 
         print(f"batch (quantify_batch, {args.copies} copies of the zlib TIFF, "

@@ -26,30 +26,39 @@ def upsample_bilinear(small, factor, shape):
     ``(i + 0.5) * factor - 0.5`` in full-resolution pixel coordinates; values
     beyond the outermost centres are held constant. Each of the ``factor``
     phases of an axis is one vectorised blend of two shifted copies, which
-    avoids a gather over every output pixel.
+    avoids a gather over every output pixel; the result is C-contiguous.
     """
     factor = int(factor)
     small = np.asarray(small, dtype=np.float32)
     if factor <= 1:
         return small[: shape[0], : shape[1]].copy()
-    return np.ascontiguousarray(_upsample_axis(_upsample_axis(small, factor, shape[0], 0), factor, shape[1], 1))
+    return _upsample_axis(_upsample_axis(small, factor, shape[0], 0), factor, shape[1], 1)
 
 
 def _upsample_axis(array, factor, n_out, axis):
-    array = np.moveaxis(array, axis, 0)
-    n_in = array.shape[0]
-    padded = np.concatenate([array[:1], array, array[-1:]], axis=0)
-    out = np.empty((n_in * factor,) + array.shape[1:], dtype=np.float32)
+    n_in = array.shape[axis]
+
+    def take(start, stop):
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(start, stop)
+        return tuple(index)
+
+    padded = np.concatenate([array[take(0, 1)], array, array[take(n_in - 1, n_in)]], axis=axis)
+    out_shape = list(array.shape)
+    out_shape[axis] = max(n_out, n_in * factor)
+    out = np.empty(out_shape, dtype=np.float32)
     for phase in range(factor):  # factor is small (< 20): loops over phases, not pixels
         offset = (phase + 0.5) / factor - 0.5
         if offset < 0:
-            low, high, weight = padded[0:n_in], padded[1 : n_in + 1], 1.0 + offset
+            low, high, weight = padded[take(0, n_in)], padded[take(1, n_in + 1)], 1.0 + offset
         else:
-            low, high, weight = padded[1 : n_in + 1], padded[2 : n_in + 2], offset
-        out[phase::factor] = low * np.float32(1.0 - weight) + high * np.float32(weight)
-    if n_out > out.shape[0]:
-        out = np.concatenate([out, np.repeat(out[-1:], n_out - out.shape[0], axis=0)], axis=0)
-    return np.moveaxis(out[:n_out], 0, axis)
+            low, high, weight = padded[take(1, n_in + 1)], padded[take(2, n_in + 2)], offset
+        target = [slice(None)] * array.ndim
+        target[axis] = slice(phase, n_in * factor, factor)
+        out[tuple(target)] = low * np.float32(1.0 - weight) + high * np.float32(weight)
+    if n_out > n_in * factor:  # rows beyond the last whole block repeat the last value
+        out[take(n_in * factor, n_out)] = out[take(n_in * factor - 1, n_in * factor)]
+    return out[take(0, n_out)]
 
 
 def robust_sigma(values):

@@ -71,3 +71,22 @@ def test_valley_baseline_joins_the_limits():
     profile = np.array([0, 0, 10, 10, 50, 90, 50, 20, 20, 0], dtype=float)
     baseline = valley_baseline(profile, 3, 8, edge_rows=0)
     assert baseline.tolist() == pytest.approx([10, 12, 14, 16, 18, 20])
+
+
+def test_upsampling_matches_bilinear_interpolation_between_block_centres():
+    from blotquant._shared import block_mean, upsample_bilinear
+
+    rng = np.random.default_rng(1)
+    small = rng.random((9, 13)).astype(np.float32)
+    factor = 4
+    for shape in ((36, 52), (38, 55)):  # whole blocks, and leftover rows/columns
+        out = upsample_bilinear(small, factor, shape)
+        assert out.shape == shape and out.flags["C_CONTIGUOUS"]
+        # Block centres sit at (i + 0.5) * factor - 0.5; beyond the outer centres values are held.
+        rows = np.clip((np.arange(shape[0]) + 0.5) / factor - 0.5, 0, small.shape[0] - 1)
+        cols = np.clip((np.arange(shape[1]) + 0.5) / factor - 0.5, 0, small.shape[1] - 1)
+        expected = ndi.map_coordinates(small.astype(float), np.meshgrid(rows, cols, indexing="ij"), order=1)
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+    # A constant image survives the round trip exactly.
+    flat = np.full((40, 60), 7.0, np.float32)
+    assert np.all(upsample_bilinear(block_mean(flat, 4), 4, flat.shape) == 7.0)
