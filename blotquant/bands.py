@@ -92,8 +92,10 @@ class LanePixels:
 
 def lane_row_sums(image, rows, first, width):
     """Exact sum of each lane row, accumulated in float64."""
-    block = image[rows[:, None], first[:, None] + np.arange(width)[None, :]]
-    return block.sum(axis=1, dtype=np.float64)
+    image = np.ascontiguousarray(image)
+    # take() on flat indices is faster than 2-D fancy indexing.
+    flat_index = (rows.astype(np.intp) * image.shape[1] + first)[:, None] + np.arange(width)[None, :]
+    return image.ravel().take(flat_index).sum(axis=1, dtype=np.float64)
 
 
 def lane_profile(signal, background, lane, *, quantum=0.0):
