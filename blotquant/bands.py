@@ -205,7 +205,7 @@ def find_band_peaks(profile, *, min_snr=4.0, window=None):
     return bands
 
 
-def measure_band(profile, top, bottom, *, method, signal_block_max=None):
+def measure_band(profile, top, bottom, *, method, lane_pixels=None):
     """Volume and background of the band box ``top..bottom`` (profile indices).
 
     Parameters
@@ -221,6 +221,8 @@ def measure_band(profile, top, bottom, *, method, signal_block_max=None):
         above and below the box; ``"rubber_band"``: lower convex hull of the
         lane profile; ``"valley"``: straight line between the raw profile's
         values at the limits; ``"none"``.
+    lane_pixels : LanePixels, optional
+        The lane's pixels, needed by ``"border_median"``.
 
     Returns
     -------
@@ -239,10 +241,10 @@ def measure_band(profile, top, bottom, *, method, signal_block_max=None):
     elif method == "rubber_band":
         background = rubber_band_baseline(profile.signal)[top : bottom + 1].sum()
     elif method == "border_median":
-        if signal_block_max is None:
+        if lane_pixels is None:
             raise ParameterError("border_median needs the lane's pixels")
         border = _BORDER_ROWS
-        level = border_median_level(signal_block_max.block(top - border, bottom + border),
+        level = border_median_level(lane_pixels.block(top - border, bottom + border),
                                     min(top, border), min(top, border) + bottom - top, border=border)
         background = level * profile.width * (bottom - top + 1)
     elif method == "none":

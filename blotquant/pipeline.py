@@ -16,7 +16,6 @@ from scipy.signal import find_peaks, peak_widths
 from . import __version__
 from .background import BACKGROUND_METHODS, rolling_ball_background
 from .bands import (
-    LaneProfile,
     band_centroid,
     find_band_peaks,
     gap_residual_profile,
@@ -172,74 +171,19 @@ def quantify(
     else:
         lane_table = detect_lanes(first_signal, n_lanes=lanes, strips=strips)
 
-    full_scale = _signal_full_scale(blot)
     band_rows_out = []
     profiles = {}
     radii = {}
     for index in channels:
-        signal = signals[index]
-        radius = background_radius or _auto_radius(signal, lane_table)
-        radii[blot.channel_names[index]] = float(radius)
-        needs_2d = method in ("rolling_ball", "rolling_ball_valley")
-        # Detection always uses the ball's residual; only the measurement follows ``method``.
-        bg_image = rolling_ball_background(signal, radius, intensity_scale=_ball_intensity_scale(blot, signal))
-        quantum = 1.0 if np.issubdtype(blot.data.dtype, np.integer) else 0.0
-        lane_records = lane_table.to_dict("records")
-        lane_profiles, lane_blocks, lane_boxes = [], [], []
-        for position, lane in enumerate(lane_records):
-            profile, lane_pixels = lane_profile(signal, bg_image, lane, quantum=quantum)
-            lane_profiles.append(profile)
-            lane_blocks.append(lane_pixels)
-            gaps = None
-            if lane_source == "detected":
-                # Lanes drawn by a person or carried over from another image may
-                # sit off the bands; only detected lanes have trustworthy gaps.
-                strip_lanes = [other for other in lane_records if other["strip"] == lane["strip"]]
-                gaps = gap_residual_profile(signal, bg_image, strip_lanes, strip_lanes.index(lane))
-            lane_boxes.append(_band_boxes(profile, lane, review_obj, band_rows, min_snr, gaps, band_rows_mode))
-        lane_boxes = _harmonise(lane_records, lane_profiles, lane_boxes)
-        if band_rows is None:
-            lane_boxes = _drop_faint(lane_records, lane_profiles, lane_boxes, min_relative_height)
-        for lane, profile, lane_pixels, boxes in zip(lane_records, lane_profiles, lane_blocks, lane_boxes):
-            if not needs_2d:
-                measured_profile = LaneProfile(profile.rows, profile.signal, np.zeros_like(profile.background),
-                                               profile.robust, profile.width, profile.noise)
-            else:
-                measured_profile = profile
-            key = (blot.channel_names[index], int(lane["strip"]), int(lane["lane"]))
-            profiles[key] = profile
-            for number, (peak, top, bottom, source) in enumerate(boxes, start=1):
-                volume, bg_sum = measure_band(measured_profile, top, bottom, method=method,
-                                              signal_block_max=lane_pixels)
-                n_pixels = (bottom - top + 1) * profile.width
-                clipped = saturated_pixel_count(lane_pixels, top, bottom, full_scale)
-                y = band_centroid(profile, top, bottom, peak)
-                y_mid = (lane["y_top"] + lane["y_bottom"]) / 2.0
-                shift = lane["slope"] * (y - y_mid)
-                noise_volume = profile.noise * np.sqrt(n_pixels)
-                band_rows_out.append(
-                    {
-                        "image": blot.name,
-                        "channel": blot.channel_names[index],
-                        "strip": int(lane["strip"]),
-                        "lane": int(lane["lane"]),
-                        "band": number,
-                        "y": round(y, 2),
-                        "y_top": int(profile.rows[top]),
-                        "y_bottom": int(profile.rows[bottom]),
-                        "height": int(bottom - top + 1),
-                        "x_left": round(lane["x_left"] + shift, 2),
-                        "x_right": round(lane["x_right"] + shift, 2),
-                        "volume": volume,
-                        "background": bg_sum,
-                        "peak": float(profile.robust[peak]),
-                        "snr": float(volume / noise_volume) if noise_volume > 0 else float("inf"),
-                        "saturated": bool(is_saturated(clipped, n_pixels)),
-                        "saturated_pixels": clipped,
-                        "n_pixels": int(n_pixels),
-                        "detected": source != "forced",
-                    }
-                )
+        name = blot.channel_names[index]
+        radius = background_radius or _auto_radius(signals[index], lane_table)
+        radii[name] = float(radius)
+        rows, channel_profiles = _measure_channel(
+            blot, signals[index], lane_table, lane_source=lane_source, radius=radius, method=method,
+            review=review_obj, band_rows=band_rows, band_rows_mode=band_rows_mode, min_snr=min_snr,
+            min_relative_height=min_relative_height)
+        band_rows_out.extend({"image": blot.name, "channel": name, **row} for row in rows)
+        profiles.update({(name, strip, lane): profile for (strip, lane), profile in channel_profiles.items()})
 
     bands = pd.DataFrame(band_rows_out, columns=[c for c in BAND_COLUMNS if c not in ("excluded", "exclusion_reason")])
     bands, lane_out = _apply_exclusions(bands, lane_table, review_obj)
@@ -281,6 +225,64 @@ def quantify(
                        parameters=parameters, profiles=profiles)
 
 
+def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, review, band_rows,
+                     band_rows_mode, min_snr, min_relative_height):
+    """Bands of every lane of one channel: rows of the bands table, and the lane profiles."""
+    # Detection always works on the ball's residual; only the measurement follows ``method``.
+    bg_image = rolling_ball_background(signal, radius, intensity_scale=_ball_intensity_scale(blot, signal))
+    quantum = 1.0 if np.issubdtype(blot.data.dtype, np.integer) else 0.0
+    lane_records = lane_table.to_dict("records")
+    lane_profiles, lane_pixels, lane_boxes = [], [], []
+    for lane in lane_records:
+        profile, pixels = lane_profile(signal, bg_image, lane, quantum=quantum)
+        lane_profiles.append(profile)
+        lane_pixels.append(pixels)
+        gaps = None
+        if lane_source == "detected":
+            # Lanes drawn by a person or carried over from another image may
+            # sit off the bands; only detected lanes have trustworthy gaps.
+            strip_lanes = [other for other in lane_records if other["strip"] == lane["strip"]]
+            gaps = gap_residual_profile(signal, bg_image, strip_lanes, strip_lanes.index(lane))
+        lane_boxes.append(_band_boxes(profile, lane, review, band_rows, min_snr, gaps, band_rows_mode))
+    lane_boxes = _harmonise(lane_records, lane_profiles, lane_boxes)
+    if band_rows is None:
+        lane_boxes = _drop_faint(lane_records, lane_profiles, lane_boxes, min_relative_height)
+
+    rows = []
+    for lane, profile, pixels, boxes in zip(lane_records, lane_profiles, lane_pixels, lane_boxes):
+        y_mid = (lane["y_top"] + lane["y_bottom"]) / 2.0
+        for number, (peak, top, bottom, source) in enumerate(boxes, start=1):
+            volume, bg_sum = measure_band(profile, top, bottom, method=method, lane_pixels=pixels)
+            n_pixels = (bottom - top + 1) * profile.width
+            clipped = saturated_pixel_count(pixels, top, bottom, blot.full_scale)
+            y = band_centroid(profile, top, bottom, peak)
+            shift = lane["slope"] * (y - y_mid)
+            noise_volume = profile.noise * np.sqrt(n_pixels)
+            rows.append(
+                {
+                    "strip": int(lane["strip"]),
+                    "lane": int(lane["lane"]),
+                    "band": number,
+                    "y": round(y, 2),
+                    "y_top": int(profile.rows[top]),
+                    "y_bottom": int(profile.rows[bottom]),
+                    "height": int(bottom - top + 1),
+                    "x_left": round(lane["x_left"] + shift, 2),
+                    "x_right": round(lane["x_right"] + shift, 2),
+                    "volume": volume,
+                    "background": bg_sum,
+                    "peak": float(profile.robust[peak]),
+                    "snr": float(volume / noise_volume) if noise_volume > 0 else float("inf"),
+                    "saturated": bool(is_saturated(clipped, n_pixels)),
+                    "saturated_pixels": clipped,
+                    "n_pixels": int(n_pixels),
+                    "detected": source != "forced",
+                }
+            )
+    profiles = {(int(lane["strip"]), int(lane["lane"])): profile for lane, profile in zip(lane_records, lane_profiles)}
+    return rows, profiles
+
+
 def _as_blot_image(image, *, max_pixels):
     if isinstance(image, BlotImage):
         return image
@@ -303,11 +305,6 @@ def _select_channels(blot, channel):
     if not 0 <= int(channel) < len(blot.channel_names):
         raise ParameterError(f"{blot.name}: channel {channel} does not exist; it has {len(blot.channel_names)}")
     return [int(channel)]
-
-
-def _signal_full_scale(blot):
-    # to_signal maps stored values onto [0, full_scale] for either polarity.
-    return blot.full_scale
 
 
 def _check_band_rows(band_rows, height):
