@@ -28,6 +28,7 @@ FLAG_CODES = {
     "SATURATED_BAND": "clipped pixels: the band volume is a lower bound",
     "LOW_SNR": "band barely above noise",
     "BAND_NOT_DETECTED": "no band found in the band window; the window's integral was used",
+    "BAND_OVERLAP": "a neighbouring band runs into the band of interest, so its volume is approximate",
     "LOADING_CONTROL_VARIATION": "loading signal varies too much across lanes or differs between groups",
     "CROSS_BLOT_NO_CALIBRATOR": "values pooled across blots without a shared calibrator",
     "OUTSIDE_LINEAR_RANGE": "band outside the linear range of the calibrator dilution series",
@@ -199,8 +200,8 @@ def flag_peak_not_sampled(normalized, kinetics, *, control_group):
                   "Add a timepoint inside the window.")
 
 
-def flag_band_quality(lane_signals, *, min_snr=10.0):
-    """SATURATED_BAND, LOW_SNR and BAND_NOT_DETECTED, per image and lane, from quantification."""
+def flag_band_quality(lane_signals, *, min_snr=10.0, max_overlap=0.3):
+    """SATURATED_BAND, LOW_SNR, BAND_NOT_DETECTED and BAND_OVERLAP, per image and lane, from quantification."""
     lanes = lane_signals.assign(lane_text=_lane_text(lane_signals))
     who = np.where(lanes["lane_kind"] == "sample", "sample " + lanes["sample_id"].astype(str),
                    "the " + lanes["lane_kind"].astype(str) + " lane")
@@ -213,6 +214,8 @@ def flag_band_quality(lane_signals, *, min_snr=10.0):
     saturated = lanes["saturated"].astype(bool)
     low = (lanes["snr"] < min_snr) & ~saturated
     missing = ~lanes["detected"].astype(bool)
+    overlap = lanes["overlap"] if "overlap" in lanes else pd.Series(np.nan, index=lanes.index)
+    touching = (overlap >= max_overlap) & ~missing & ~saturated
     parts = [
         _flags(lanes[saturated], severity="error", code="SATURATED_BAND",
                **{k: v[saturated] for k, v in common.items()},
@@ -230,6 +233,13 @@ def flag_band_quality(lane_signals, *, min_snr=10.0):
                **{k: v[missing] for k, v in common.items()},
                message=prefix[missing] + "no band was found inside band_rows; the signal of the whole "
                "window was used. Check band_rows in study.toml and the overlay image."),
+        _flags(lanes[touching], severity="warning", code="BAND_OVERLAP",
+               **{k: v[touching] for k, v in common.items()},
+               message=prefix[touching] + "the profile between this band and a neighbouring one only falls to "
+               + (100 * overlap[touching]).map("{:.0f}".format)
+               + "% of the band's peak, so the volume holds part of the neighbour or misses part of its own "
+               "tail. Check the overlay; if both bands are the target (a doublet), set band_rows_mode = "
+               "\"window\" in [quantify], otherwise narrow band_rows or run the gel longer."),
     ]
     return pd.concat(parts, ignore_index=True)
 

@@ -34,7 +34,7 @@ from .review import Review, find_review, load_review
 #: Columns of the bands table, in order (``bands.csv``).
 BAND_COLUMNS = [
     "image", "channel", "strip", "lane", "band", "y", "y_top", "y_bottom", "height", "x_left", "x_right",
-    "volume", "background", "peak", "snr", "saturated", "saturated_pixels", "n_pixels",
+    "volume", "background", "peak", "snr", "overlap", "saturated", "saturated_pixels", "n_pixels",
     "detected", "excluded", "exclusion_reason",
 ]  # fmt: skip
 #: Columns of the lanes table, in order (``lanes.csv``).
@@ -273,6 +273,7 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
                     "background": bg_sum,
                     "peak": float(profile.robust[peak]),
                     "snr": float(volume / noise_volume) if noise_volume > 0 else float("inf"),
+                    "overlap": _overlap(profile, peak, top, bottom),
                     "saturated": bool(is_saturated(clipped, n_pixels)),
                     "saturated_pixels": clipped,
                     "n_pixels": int(n_pixels),
@@ -281,6 +282,20 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             )
     profiles = {(int(lane["strip"]), int(lane["lane"])): profile for lane, profile in zip(lane_records, lane_profiles)}
     return rows, profiles
+
+
+def _overlap(profile, peak, top, bottom):
+    """Profile height at the band's higher limit as a share of its peak.
+
+    Near 0 for a band that fades out inside its box; 0.3 or more when a
+    neighbouring band runs into it (or a window cuts it), so that its volume
+    holds part of the neighbour or misses part of its own tail.
+    """
+    height = profile.robust[peak]
+    if height <= 0:
+        return float("nan")
+    edge = max(profile.robust[top], profile.robust[bottom], 0.0)
+    return round(float(edge / height), 3)
 
 
 def _as_blot_image(image, *, max_pixels):

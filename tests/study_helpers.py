@@ -113,7 +113,7 @@ def hand_bands(study, volume_of, **overrides):
             row = {"file": image["file"], "blot": image["blot"], "target": image["target"],
                    "role": image["role"], "total_target": image["total_target"], "image": image["file"],
                    "channel": "gray", "strip": int(lane["strip"]), "lane": int(lane["lane"]), "band": 1,
-                   "volume": float(volume_of(image, lane)), "background": 0.0, "snr": 200.0,
+                   "volume": float(volume_of(image, lane)), "background": 0.0, "snr": 200.0, "overlap": 0.02,
                    "saturated": False, "saturated_pixels": 0, "detected": True, "excluded": False,
                    "exclusion_reason": ""}
             row.update(overrides.get("lanes", {}).get((image["target"], image["blot"], int(lane["lane"])), {}))

@@ -126,3 +126,16 @@ def test_result_tables_have_the_documented_columns():
         assert column in result.lanes.columns
     assert result.bands["saturated"].dtype == bool
     assert (result.bands["snr"] > 4).all()
+
+
+def test_overlap_reports_bands_that_run_into_each_other():
+    # Row 2 sits 3 band sigmas under row 1: the profile between them stays high.
+    blot = make_blot(shape=(600, 900), n_lanes=6, band_rows=((0.3, 1.0), (0.3 + 3 * 6 / 600, 0.5), (0.75, 0.8)),
+                     amounts=np.linspace(0.5, 1.0, 6), band_sigma=6.0, tail=0.0, background="flat", seed=14)
+    result = quantify(_blot_image(blot), lanes=6)
+    rows = result.bands.assign(row=result.bands.groupby("lane").cumcount())
+    assert (rows.groupby("lane").size() == 3).all()
+    touching = rows[rows["row"] < 2]["overlap"]
+    isolated = rows[rows["row"] == 2]["overlap"]
+    assert (touching > 0.3).all(), touching
+    assert (isolated < 0.1).all(), isolated

@@ -132,6 +132,15 @@ def test_band_quality_flags_carry_from_quantification(tmp_path):
     assert "the calibrator lane" in low.loc["calibrator", "message"]
     missing = only(result, "BAND_NOT_DETECTED").iloc[0]
     assert missing["target"] == "GAPDH" and "Check band_rows" in missing["message"]
+    assert "BAND_OVERLAP" not in codes(result)
+
+
+def test_band_overlap_flagged_where_a_neighbour_runs_in(tmp_path):
+    result = run(tmp_path, lanes={("p-mTOR", "B1", 4): {"overlap": 0.55}, ("mTOR", "B1", 5): {"overlap": 0.29}})
+    flags = only(result, "BAND_OVERLAP")
+    assert flags[["target", "lane", "severity"]].values.tolist() == [["p-mTOR", "4", "warning"]]
+    assert "only falls to 55% of the band's peak" in flags.iloc[0]["message"]
+    assert 'band_rows_mode = "window"' in flags.iloc[0]["message"]
 
 
 def test_loading_control_uneven_lanes_odd_lane_and_group_difference(tmp_path):
