@@ -423,7 +423,11 @@ def _lanes_from_projection(projection, *, n_lanes, strip):
                 # The caller's count cannot sit at the spacing found: trust the count.
                 span = peaks.max() - peaks.min() if peaks.size > 1 else 0
                 pitch = span / (count - 1) if span > 0 else n_cols / (count + 0.5)
-        centers = _fit_lane_grid(smooth, peaks, pitch, count)
+        # The grid is scored on the lane mass around each point (a box of 60 %
+        # of the pitch), so it centres on plateaus, not on bright lane edges.
+        mass = ndi.uniform_filter1d(smooth, size=max(3, int(0.6 * pitch)), mode="constant")
+        mass_peaks, _ = find_peaks(mass, distance=max(1, int(0.6 * pitch)))
+        centers = _fit_lane_grid(mass, mass_peaks if mass_peaks.size else peaks, pitch, count)
 
     centers, lefts, rights, empty = _lane_edges(profile, centers, noise)
     if n_lanes is None:

@@ -159,6 +159,32 @@ def test_automatic_lane_count(key):
     assert len(set(covering)) == len(covering), f"two lanes at {LANE_CENTRES[key]} share one lane ({found})"
 
 
+#: Lanes still misplaced when the count is given (bands curving up at the lane edges).
+GIVEN_COUNT_XFAIL = {
+    "wb_chemi_crops_facuperezt/img.jpeg": "with lanes=3 the grid lands at x~158, 299, 394 for lanes at "
+    "75, 245, 412: the bright lane edges pull the lane centres",
+    "wb_chemi_crops_facuperezt/img_shadow.jpeg": "with lanes=3 the lanes come out 14-16 px wide at x~193, "
+    "310, 436 for 165-px lanes at 75, 252, 409",
+    "wb_chemi_crops_facuperezt/wide_pic_bands.jpeg": "with lanes=8 the pitch is taken from the span of the "
+    "seven loaded lanes (~80 px for ~103 px), so the lanes crowd to the left of the near-empty lane",
+}
+
+
+@pytest.mark.parametrize("key", [_param(k, GIVEN_COUNT_XFAIL) for k in sorted(KNOWN_LANE_COUNTS)])
+def test_lanes_placed_when_count_given(key):
+    """With the lane count given (--lanes N), each known lane centre lies in its own lane."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lanes = quantify(REAL_BLOTS / key, lanes=KNOWN_LANE_COUNTS[key], review=None).lanes
+    found = lanes["x_center"].round(0).astype(int).tolist()
+    covering = []
+    for centre in LANE_CENTRES[key]:
+        inside = np.flatnonzero((lanes["x_left"] - 2 <= centre) & (centre <= lanes["x_right"] + 2))
+        assert inside.size, f"the lane at x~{centre} lies in no lane found ({found})"
+        covering.append(int(inside[0]))
+    assert len(set(covering)) == len(covering), f"two lanes at {LANE_CENTRES[key]} share one lane ({found})"
+
+
 def test_imagej_sample_gel_is_one_gel_with_its_bands():
     """ImageJ's "Gel" sample: one gel, about 6 lanes with 2-4 bands each (PROVENANCE.md)."""
     result = _auto_result("wb_imagej_sample_gel/gel.gif")
