@@ -115,7 +115,12 @@ def _run_study(args):
         if record.get("review"):
             print(f"blotquant: {record['file']}: using lane review {record['review']}", file=sys.stderr)
     print(f"blotquant: study results in {args.out}")
-    return 0
+    # Impossible time stamps are bad input: the results are written (the sample
+    # is analysed at its nominal time and flagged), but the run must not pass as clean.
+    bad_times = result.flags[result.flags["code"] == "TIME_ORDER_INVALID"]
+    for message in bad_times["message"]:
+        print(f"blotquant: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT if len(bad_times) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

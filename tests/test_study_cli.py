@@ -1,4 +1,4 @@
-"""A lane review saved next to a study image is applied by ``blotquant study`` and reported."""
+"""The ``blotquant study`` command: lane reviews applied and reported, bad time stamps refused."""
 
 import json
 import shutil
@@ -36,3 +36,17 @@ def test_study_applies_and_reports_a_review(tmp_path, capsys):
     assert "corrected by hand in a saved lane review" in report
     run = json.loads((out / "run.json").read_text())
     assert str(saved) in json.dumps(run)
+
+
+def test_collection_before_dose_is_reported_with_exit_code_2(tmp_path, capsys):
+    study_dir = tmp_path / "study"
+    shutil.copytree(SAMPLE_DATA, study_dir, ignore=shutil.ignore_patterns("*.py"))
+    samples = pd.read_csv(study_dir / "samples.csv", dtype=str)
+    samples.loc[samples["sample_id"] == "PFC-R03", "collected_at"] = "2024-03-05T08:00:00"
+    samples.to_csv(study_dir / "samples.csv", index=False)
+    code = main(["study", str(study_dir / "study.toml"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "PFC-R03" in err and "before dose_start" in err and "Traceback" not in err
+    flags = pd.read_csv(tmp_path / "out" / "flags.csv")
+    assert ((flags["code"] == "TIME_ORDER_INVALID") & (flags["sample_id"] == "PFC-R03")).any()
