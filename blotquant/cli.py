@@ -12,6 +12,7 @@ import warnings
 
 from . import __version__
 from .errors import BlotQuantError
+from .io import LossyImageWarning
 
 EXIT_BAD_INPUT = 2
 
@@ -63,7 +64,10 @@ def main(argv=None):
                 code = _run_quantify(args, command)
             else:
                 code = _run_study(args)
-        for message in sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)}):
+        # Image warnings are printed per image by the commands themselves (they also
+        # reach run.json and the report); anything else is passed on once.
+        for message in sorted({str(w.message) for w in caught
+                               if issubclass(w.category, UserWarning) and not issubclass(w.category, LossyImageWarning)}):
             print(f"blotquant: WARNING: {message}", file=sys.stderr)
         return code
     except BlotQuantError as error:
@@ -112,6 +116,8 @@ def _run_study(args):
 
     result = run_study(args.study_file, args.out, force=args.force, jobs=args.jobs)
     for record in result.images:
+        for warning in record.get("warnings", []):
+            print(f"blotquant: WARNING: {record['file']}: {warning}", file=sys.stderr)
         if record.get("review"):
             print(f"blotquant: {record['file']}: using lane review {record['review']}", file=sys.stderr)
     print(f"blotquant: study results in {args.out}")
