@@ -7,7 +7,8 @@ border-median background" baseline on the same images:
   scale factor per image and band row (the unknown antibody response),
   excluding saturated bands;
 * the share of images whose lanes were all found automatically;
-* the recall of band detection and of the saturation flag;
+* the recall of band detection and of the saturation flag, and the share
+  of reported bands that match no true band (membrane texture taken for protein);
 * the linearity of a twofold dilution series (deviation from a straight
   line through the origin region, per dilution step).
 
@@ -64,9 +65,10 @@ def match_lanes(found, truth):
 
 
 def match_bands(bands, truth_bands, mapping):
-    """Measured volume (or NaN) for every truth band."""
+    """Measured volume (or NaN) and saturation flag for every truth band, and the bands used."""
     measured = np.full(len(truth_bands), np.nan)
     flagged = np.zeros(len(truth_bands), bool)
+    used = set()
     for index, row in enumerate(truth_bands.itertuples()):
         key = mapping.get((row.strip, row.lane))
         if key is None:
@@ -79,7 +81,8 @@ def match_bands(bands, truth_bands, mapping):
         if distance[best] <= max(3.0, 2.0 * row.sigma_y):
             measured[index] = candidates.at[best, "volume"]
             flagged[index] = bool(candidates.at[best, "saturated"])
-    return measured, flagged
+            used.add(best)
+    return measured, flagged, used
 
 
 def baseline_boxes(blot_image, result):
@@ -123,7 +126,9 @@ def score_image(task):
             tables[method] = quantify(image, review=None, background=method,
                                       lane_geometry=result.lanes.drop(columns=["image"])).bands
     for name, bands in tables.items():
-        measured, flagged = match_bands(bands, truth, mapping)
+        measured, flagged, used = match_bands(bands, truth, mapping)
+        if name == "blotquant":
+            outcome["reported"], outcome["spurious"] = len(bands), len(bands) - len(used)
         frame = truth[["strip", "lane", "band_row", "volume", "saturated", "nonspecific"]].copy()
         frame["measured"] = measured
         frame["flagged"] = flagged
@@ -191,6 +196,10 @@ def main():
     missed = [o["seed"] for o in outcomes if not o["lanes_all_found"] and "error" not in o]
     if missed:
         print(f"  images with a lane missed or extra: seeds {missed}")
+    reported = sum(o.get("reported", 0) for o in outcomes)
+    spurious = sum(o.get("spurious", 0) for o in outcomes)
+    print(f"bands reported by free detection: {reported}, of which matching no true band: {spurious} "
+          f"({spurious / max(reported, 1):.1%})")
     print("relative error of band volumes (one scale factor per image and band row, unsaturated bands);")
     print("'p90 specific' leaves out non-specific bands that overlap a stronger band's tail")
     print(f"{'method':22s} {'median err':>10s} {'p90 err':>8s} {'p90 specific':>12s} {'bands':>6s} "

@@ -37,7 +37,9 @@ def build_parser():
                        help="measure exactly one band per lane between these rows")
     quant.add_argument("--band-rows-mode", default="band", choices=["band", "window"],
                        help="with --band-rows: the strongest band in its own limits (band) or the whole window (window)")
-    quant.add_argument("--min-snr", type=float, default=4.0, help="band detection threshold (default 4)")
+    quant.add_argument("--min-snr", type=float, default=4.0, help="peak detection threshold in noise sigmas (default 4)")
+    quant.add_argument("--min-band-snr", type=float, default=10.0,
+                       help="report detected bands only above this integrated signal-to-noise (default 10)")
     quant.add_argument("--no-review", action="store_true", help="ignore lane-review files next to the images")
     quant.add_argument("--no-overlay", action="store_true", help="do not draw overlay PNGs")
     quant.add_argument("--max-pixels", type=int, metavar="N", help="refuse images with more pixels than this")
@@ -93,6 +95,7 @@ def _run_quantify(args, command):
         "band_rows": tuple(args.band_rows) if args.band_rows else None,
         "band_rows_mode": args.band_rows_mode,
         "min_snr": args.min_snr,
+        "min_band_snr": args.min_band_snr,
         "review": None if args.no_review else "auto",
         "max_pixels": args.max_pixels,
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks, peak_widths
 
 from . import __version__
@@ -86,6 +87,7 @@ def quantify(
     band_rows=None,
     band_rows_mode="band",
     min_snr=4.0,
+    min_band_snr=10.0,
     min_relative_height=0.02,
     review="auto",
     max_pixels=None,
@@ -123,6 +125,11 @@ def quantify(
         false), so a lane with no visible band still gets its (small) value.
     min_snr : float
         Detection threshold of a band peak, in noise standard deviations.
+    min_band_snr : float
+        Bands found by detection whose integrated signal-to-noise (the
+        ``snr`` column: volume over the noise of that many pixels) is below
+        this are not reported: a real band that tall stands far higher, a
+        bump of noise does not. Not applied with ``band_rows``.
     min_relative_height : float
         Bands found by detection whose peak is below this share of the
         strongest band of their strip are not reported (they are membrane
@@ -181,7 +188,7 @@ def quantify(
         rows, channel_profiles = _measure_channel(
             blot, signals[index], lane_table, lane_source=lane_source, radius=radius, method=method,
             review=review_obj, band_rows=band_rows, band_rows_mode=band_rows_mode, min_snr=min_snr,
-            min_relative_height=min_relative_height)
+            min_band_snr=min_band_snr, min_relative_height=min_relative_height)
         band_rows_out.extend({"image": blot.name, "channel": name, **row} for row in rows)
         profiles.update({(name, strip, lane): profile for (strip, lane), profile in channel_profiles.items()})
 
@@ -205,6 +212,7 @@ def quantify(
         "band_rows": list(band_rows) if band_rows is not None else None,
         "band_rows_mode": band_rows_mode,
         "min_snr": min_snr,
+        "min_band_snr": min_band_snr,
         "min_relative_height": min_relative_height,
         "review": str(review_obj.path) if review_obj is not None and review_obj.path else None,
     }
@@ -226,7 +234,7 @@ def quantify(
 
 
 def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, review, band_rows,
-                     band_rows_mode, min_snr, min_relative_height):
+                     band_rows_mode, min_snr, min_band_snr, min_relative_height):
     """Bands of every lane of one channel: rows of the bands table, and the lane profiles."""
     # Detection always works on the ball's residual; only the measurement follows ``method``.
     bg_image = rolling_ball_background(signal, radius, intensity_scale=_ball_intensity_scale(blot, signal))
@@ -244,20 +252,25 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             strip_lanes = [other for other in lane_records if other["strip"] == lane["strip"]]
             gaps = gap_residual_profile(signal, bg_image, strip_lanes, strip_lanes.index(lane))
         lane_boxes.append(_band_boxes(profile, lane, review, band_rows, min_snr, gaps, band_rows_mode))
-    lane_boxes = _harmonise(lane_records, lane_profiles, lane_boxes)
     if band_rows is None:
-        lane_boxes = _drop_faint(lane_records, lane_profiles, lane_boxes, min_relative_height)
+        lane_boxes = _drop_implausible(lane_records, lane_profiles, lane_boxes, min_relative_height)
+    lane_boxes = _harmonise(lane_records, lane_profiles, lane_boxes)
 
     rows = []
     for lane, profile, pixels, boxes in zip(lane_records, lane_profiles, lane_pixels, lane_boxes):
         y_mid = (lane["y_top"] + lane["y_bottom"]) / 2.0
-        for number, (peak, top, bottom, source) in enumerate(boxes, start=1):
+        number = 0
+        for peak, top, bottom, source in boxes:
             volume, bg_sum = measure_band(profile, top, bottom, method=method, lane_pixels=pixels)
             n_pixels = (bottom - top + 1) * profile.width
             clipped = saturated_pixel_count(pixels, top, bottom, blot.full_scale)
             y = band_centroid(profile, top, bottom, peak)
             shift = lane["slope"] * (y - y_mid)
             noise_volume = profile.noise * np.sqrt(n_pixels)
+            snr = float(volume / noise_volume) if noise_volume > 0 else float("inf")
+            if band_rows is None and source == "detected" and snr < min_band_snr:
+                continue
+            number += 1
             rows.append(
                 {
                     "strip": int(lane["strip"]),
@@ -272,7 +285,7 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
                     "volume": volume,
                     "background": bg_sum,
                     "peak": float(profile.robust[peak]),
-                    "snr": float(volume / noise_volume) if noise_volume > 0 else float("inf"),
+                    "snr": snr,
                     "overlap": _overlap(profile, peak, top, bottom),
                     "saturated": bool(is_saturated(clipped, n_pixels)),
                     "saturated_pixels": clipped,
@@ -425,23 +438,38 @@ def _harmonise(lane_records, lane_profiles, lane_boxes):
     return result
 
 
-def _drop_faint(lane_records, lane_profiles, lane_boxes, min_relative_height):
-    """Drop detected bands fainter than a share of the strip's strongest band.
+def _drop_implausible(lane_records, lane_profiles, lane_boxes, min_relative_height):
+    """Drop detected peaks that are membrane texture rather than protein.
 
-    Far below the strongest band, peaks are membrane texture and film grain
-    more often than protein, and too faint to quantify; a band of interest
-    that faint is still measured when its rows are given (``band_rows``).
+    Peaks fainter than ``min_relative_height`` of the strip's strongest band
+    go (too faint to quantify, and far more often film grain or texture), and
+    so do faint peaks whose width (FWHM) is unlike that of the strip's strong
+    bands, which ran through the same gel: swells 2.5 times wider are blotches
+    the background estimate could not follow, spikes under 0.35 times as wide
+    are noise, specks or scratches. A band of interest that faint is
+    still measured when its rows are given (``band_rows``).
     """
     result = list(lane_boxes)
     for strip in {lane["strip"] for lane in lane_records}:
         members = [i for i, lane in enumerate(lane_records) if lane["strip"] == strip]
-        heights = [lane_profiles[i].robust[box[0]] for i in members for box in lane_boxes[i] if box[3] == "detected"]
-        if not heights:
+        found = [(i, box) for i in members for box in lane_boxes[i] if box[3] == "detected"]
+        if not found:
             continue
-        floor = min_relative_height * max(heights)
+        heights = np.array([lane_profiles[i].robust[box[0]] for i, box in found])
+        # Widths on the profile the peaks were found on (smoothed as in find_band_peaks).
+        smoothed = {i: gaussian_filter1d(lane_profiles[i].robust, 1.5) for i in members}
+        widths = np.array([peak_widths(smoothed[i], [box[0]], rel_height=0.5)[0][0] for i, box in found])
+        strongest = heights.max()
+        typical_width = np.median(widths[heights >= 0.5 * strongest])
+        keep = heights >= min_relative_height * strongest
+        # A band leaning on a neighbour has no width of its own to judge.
+        isolated = np.array([max(smoothed[i][box[1]], smoothed[i][box[2]]) < 0.3 * smoothed[i][box[0]]
+                             for i, box in found])
+        faint = heights < 0.3 * strongest
+        keep &= ~(faint & isolated & ((widths > 2.5 * typical_width) | (widths < 0.35 * typical_width)))
+        dropped = {(i, box) for (i, box), kept in zip(found, keep) if not kept}
         for i in members:
-            result[i] = [box for box in lane_boxes[i]
-                         if box[3] != "detected" or lane_profiles[i].robust[box[0]] >= floor]
+            result[i] = [box for box in lane_boxes[i] if (i, box) not in dropped]
     return result
 
 

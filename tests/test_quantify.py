@@ -139,3 +139,15 @@ def test_overlap_reports_bands_that_run_into_each_other():
     isolated = rows[rows["row"] == 2]["overlap"]
     assert (touching > 0.3).all(), touching
     assert (isolated < 0.1).all(), isolated
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6, 7])
+def test_membrane_blotches_are_not_reported_as_bands(seed):
+    """Free detection on a blotchy membrane finds the protein and nothing else."""
+    amounts = np.array([1.0, 0.5, 0.25, 0.125, 0.0625, 1.0, 0.5, 0.25])
+    blot = make_blot(shape=(600, 900), n_lanes=8, amounts=amounts, band_rows=((0.45, 1.0),), seed=seed)
+    assert blot.params["background"] == "blotchy"
+    result = quantify(_blot_image(blot), lanes=8)
+    assert result.bands.groupby("lane").size().to_dict() == {lane: 1 for lane in range(1, 9)}
+    truth_y = blot.truth_bands.set_index("lane")["y"]
+    assert (result.bands.set_index("lane")["y"] - truth_y).abs().max() < 3
