@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageReadError, ImageTooLargeError, ParameterError
+from .output import sha256_of_file
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -56,7 +57,6 @@ _GRAY_RGB_TOLERANCE = 0.01
 _POLARITY_SAMPLE = 1_000_000
 # Tail depths (percent of pixels) compared by detect_polarity.
 _POLARITY_TAILS = (0.1, 0.5, 1.0, 2.0, 5.0)
-_HASH_CHUNK = 1 << 20
 
 _SUPPORTED = "TIFF, PNG, JPEG, GIF and Bio-Rad .scn"
 _SUFFIX_FORMATS = {
@@ -262,14 +262,14 @@ def read_image(path, *, max_pixels: int | None = None) -> BlotImage:
     try:
         if source_format == "TIFF":
             pixels = _read_tiff(path, label, limit)
-            digest = _sha256_of_file(path)
+            digest = sha256_of_file(path)
         elif source_format == "SCN":
             blob = path.read_bytes()
             pixels = _read_scn(blob, label, limit)
             digest = hashlib.sha256(blob).hexdigest()
         else:
             pixels = _read_with_pillow(path, label, source_format, head, limit)
-            digest = _sha256_of_file(path)
+            digest = sha256_of_file(path)
     except ImageReadError:
         raise
     except MemoryError as exc:
@@ -554,14 +554,6 @@ def _sniff_format(head, label):
         f"{label}: unsupported file: {what}; blotquant reads {_SUPPORTED} files, "
         "so export the blot from the imager as a 16-bit TIFF"
     )
-
-
-def _sha256_of_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _one_line(exc):

@@ -149,14 +149,19 @@ def test_real_image_is_quantified(key):
 def test_automatic_lane_count(key):
     """The right number of lanes, and each lane's band inside its own lane."""
     lanes = _auto_result(key).lanes
+    assert len(lanes) == KNOWN_LANE_COUNTS[key], lanes["x_center"].round(0).astype(int).tolist()
+    _assert_each_lane_found(lanes, LANE_CENTRES[key])
+
+
+def _assert_each_lane_found(lanes, centres):
+    """Each known lane centre lies inside a found lane of its own."""
     found = lanes["x_center"].round(0).astype(int).tolist()
-    assert len(lanes) == KNOWN_LANE_COUNTS[key], found
     covering = []
-    for centre in LANE_CENTRES[key]:
+    for centre in centres:
         inside = np.flatnonzero((lanes["x_left"] - 2 <= centre) & (centre <= lanes["x_right"] + 2))
         assert inside.size, f"the lane at x~{centre} lies in no lane found ({found})"
         covering.append(int(inside[0]))
-    assert len(set(covering)) == len(covering), f"two lanes at {LANE_CENTRES[key]} share one lane ({found})"
+    assert len(set(covering)) == len(covering), f"two lanes at {centres} share one lane ({found})"
 
 
 #: Lanes still misplaced when the count is given (bands curving up at the lane edges).
@@ -176,13 +181,7 @@ def test_lanes_placed_when_count_given(key):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lanes = quantify(REAL_BLOTS / key, lanes=KNOWN_LANE_COUNTS[key], review=None).lanes
-    found = lanes["x_center"].round(0).astype(int).tolist()
-    covering = []
-    for centre in LANE_CENTRES[key]:
-        inside = np.flatnonzero((lanes["x_left"] - 2 <= centre) & (centre <= lanes["x_right"] + 2))
-        assert inside.size, f"the lane at x~{centre} lies in no lane found ({found})"
-        covering.append(int(inside[0]))
-    assert len(set(covering)) == len(covering), f"two lanes at {LANE_CENTRES[key]} share one lane ({found})"
+    _assert_each_lane_found(lanes, LANE_CENTRES[key])
 
 
 def test_imagej_sample_gel_is_one_gel_with_its_bands():
