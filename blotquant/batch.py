@@ -113,7 +113,8 @@ def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, ov
         "blotquant_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
-        "parameters": {key: value for key, value in options.items()},
+        "parameters": {key: (f"table of {len(value)} lanes" if isinstance(value, pd.DataFrame) else value)
+                       for key, value in options.items()},
         "effective_parameters": next((o["parameters"] for o in outcomes if o["ok"]), None),
         "environment": environment_record(),
         "inputs": [
@@ -148,7 +149,9 @@ def _quantify_one(task):
     try:
         blot = read_image(path, max_pixels=options.get("max_pixels"))
         outcome["sha256"] = blot.sha256
-        result = quantify(blot, **{k: v for k, v in options.items() if k != "max_pixels"})
+        options = {k: v for k, v in options.items() if k != "max_pixels"}
+        options["lane_geometry"] = geometry_for_image(options.get("lane_geometry"), name)
+        result = quantify(blot, **options)
         result.bands["image"] = name
         result.lanes["image"] = name
         if overlay_dir is not None:
@@ -167,10 +170,29 @@ def _quantify_one(task):
             background_radius=result.parameters.get("background_radius"),
         )
     except BlotQuantError as error:
-        outcome["error"] = str(error)
+        message = str(error)
+        outcome["error"] = message if (path in message or name in message) else f"{path}: {message}"
     except MemoryError:
         outcome["error"] = f"{path}: not enough memory to quantify this image"
+    except Exception as error:  # a bug must not cost the rest of the batch its results
+        outcome["error"] = (f"{path}: could not be quantified ({type(error).__name__}: {error}); "
+                            "this is a blotquant bug, please report it with the image")
     return outcome
+
+
+def geometry_for_image(geometry, name):
+    """The rows of a lane-geometry table that belong to one image.
+
+    A table with an ``image`` column (such as a ``lanes.csv`` written by an
+    earlier run) gives each image its own lanes; one without it applies to
+    every image.
+    """
+    if geometry is None or "image" not in geometry:
+        return geometry
+    rows = geometry[geometry["image"].astype(str) == name]
+    if rows.empty:
+        raise ParameterError(f"{name}: the lane geometry table has no rows for this image")
+    return rows.drop(columns=["image"])
 
 
 def _unique_names(paths):

@@ -27,6 +27,9 @@ def build_parser():
     quant.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     quant.add_argument("--out", required=True, metavar="DIR", help="results folder (new or empty unless --force)")
     quant.add_argument("--lanes", type=int, metavar="N", help="lanes per strip (default: found automatically)")
+    quant.add_argument("--lane-geometry", metavar="CSV",
+                       help="lanes to use instead of detection: x_left, x_right per lane (and optionally strip, "
+                       "lane, y_top, y_bottom, slope, image), e.g. a lanes.csv from an earlier run")
     quant.add_argument("--channel", metavar="C", help="channel name or 0-based index (default: all default channels)")
     quant.add_argument("--polarity", default="auto", choices=["auto", "light_on_dark", "dark_on_light"])
     quant.add_argument("--background", default="auto",
@@ -88,6 +91,7 @@ def _run_quantify(args, command):
         channel = int(channel)
     options = {
         "lanes": args.lanes,
+        "lane_geometry": _read_lane_geometry(args.lane_geometry) if args.lane_geometry else None,
         "channel": channel,
         "polarity": args.polarity,
         "background": args.background,
@@ -112,6 +116,21 @@ def _run_quantify(args, command):
     print(f"blotquant: {n_ok} image(s) quantified, {len(result.bands)} band(s), "
           f"{len(result.failures)} failed; results in {args.out}")
     return EXIT_BAD_INPUT if len(result.failures) else 0
+
+
+def _read_lane_geometry(path):
+    import pandas as pd
+
+    from .errors import ParameterError
+
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise ParameterError(f"{path}: cannot read the lane geometry table ({error})") from None
+    missing = [name for name in ("x_left", "x_right") if name not in table.columns]
+    if missing:
+        raise ParameterError(f"{path}: lane geometry needs the column(s) {', '.join(missing)}")
+    return table
 
 
 def _run_study(args):

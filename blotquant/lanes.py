@@ -384,7 +384,8 @@ def _lanes_from_projection(projection, *, n_lanes, strip):
     peak_level = profile.max()
     if peak_level <= 8 * noise or peak_level <= 0:
         raise LaneDetectionError(
-            f"strip {strip}: no lanes with signal were found; give the lane geometry explicitly"
+            f"strip {strip}: no lanes with signal were found; give the lanes yourself "
+            "(--lane-geometry CSV, or lane_geometry= in Python)"
         )
     pitch = _estimate_pitch(profile)
     if n_lanes:
@@ -560,7 +561,8 @@ def _fit_lane_grid(smooth, peaks, pitch, count):
             best = (score[index], positions[index])
     if best[1] is None:
         raise LaneDetectionError(
-            f"{count} lanes do not fit in the image at the detected spacing; check the lane count"
+            f"{count} lanes do not fit in the image at the detected spacing; check the lane count, "
+            "or give the lanes yourself (--lane-geometry CSV)"
         )
     grid = best[1]
     # Snap each grid position to a detected lane peak nearby: real lanes are not perfectly even.

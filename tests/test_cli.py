@@ -120,3 +120,33 @@ def test_review_next_to_image_is_used_and_a_stale_one_refused(tmp_path, capsys):
     code = main(["quantify", str(image), "--out", str(tmp_path / "stale"), "--no-overlay"])
     assert code == 2
     assert "review" in capsys.readouterr().err.lower()
+
+
+def test_lanes_from_an_earlier_run_can_be_given_back(blot_folder, tmp_path):
+    first = tmp_path / "first"
+    assert main(["quantify", str(blot_folder), "--out", str(first), "--lanes", "6", "--no-overlay"]) == 0
+    lanes = pd.read_csv(first / "lanes.csv")
+    # Drop lane 6 of blot2 only: the table's image column keeps each image's own lanes.
+    lanes = lanes[~((lanes["image"] == "blot2.tif") & (lanes["lane"] == 6))]
+    lanes.to_csv(tmp_path / "lanes.csv", index=False)
+    second = tmp_path / "second"
+    assert main(["quantify", str(blot_folder), "--out", str(second), "--no-overlay",
+                 "--lane-geometry", str(tmp_path / "lanes.csv")]) == 0
+    again = pd.read_csv(second / "lanes.csv")
+    assert (again["source"] == "given").all()
+    assert again.groupby("image").size().to_dict() == {"blot1.tif": 6, "blot2.tif": 5}
+    before = pd.read_csv(first / "bands.csv").set_index(["image", "lane", "band"])["volume"]
+    after = pd.read_csv(second / "bands.csv").set_index(["image", "lane", "band"])["volume"]
+    shared = before.index.intersection(after.index)
+    assert len(shared) >= 10
+    assert np.allclose(before[shared], after[shared])
+    record = json.loads((second / "run.json").read_text())
+    assert record["parameters"]["lane_geometry"] == f"table of {len(lanes)} lanes"
+
+
+def test_unreadable_lane_geometry_is_a_one_line_error(blot_folder, tmp_path, capsys):
+    bad = tmp_path / "lanes.csv"
+    bad.write_text("left,right\n1,2\n")
+    code = main(["quantify", str(blot_folder), "--out", str(tmp_path / "out"), "--lane-geometry", str(bad)])
+    assert code == 2
+    assert "x_left" in capsys.readouterr().err

@@ -61,7 +61,7 @@ def test_two_strips_numbered_separately():
 
 def test_blank_image_gives_clear_error():
     rng = np.random.default_rng(0)
-    with pytest.raises(LaneDetectionError, match="lane geometry"):
+    with pytest.raises(LaneDetectionError, match="give the lanes yourself"):
         detect_lanes(rng.normal(100, 5, (200, 300)))
 
 
