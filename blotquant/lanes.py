@@ -613,9 +613,10 @@ def _lane_edges(profile, centers, noise):
         rights[empty] = np.minimum(bounds[1:][empty], centers[empty] + typical / 2)
         # Wells come from one comb: a lane traced far narrower than its
         # neighbours lost its faint edges to noise, so it gets the typical width.
-        narrow = ~empty & (rights - lefts < 0.7 * typical)
-        lefts[narrow] = np.maximum(bounds[:-1][narrow], centers[narrow] - typical / 2)
-        rights[narrow] = np.minimum(bounds[1:][narrow], centers[narrow] + typical / 2)
+        # Likewise a lane traced far wider ran on into membrane background.
+        odd = ~empty & ((rights - lefts < 0.7 * typical) | (rights - lefts > 1.35 * typical))
+        lefts[odd] = np.maximum(bounds[:-1][odd], centers[odd] - typical / 2)
+        rights[odd] = np.minimum(bounds[1:][odd], centers[odd] + typical / 2)
     rights = np.maximum(rights, lefts + 1)
     return centers, lefts, rights, empty
 
