@@ -119,7 +119,8 @@ def quantify(
         Rolling-ball radius in pixels; by default three times the median
         band height (FWHM) found in a first pass, and at least 10.
     band_rows : (int, int), optional
-        Rows of the band of interest. Then each lane yields exactly one band:
+        Rows of the band of interest. Then each lane (of the strip that
+        holds these rows) yields exactly one band:
         the strongest band whose peak lies in these rows or, if none is
         found, the signal integrated over the whole window (``detected``
         false), so a lane with no visible band still gets its (small) value.
@@ -404,6 +405,8 @@ def _band_boxes(profile, lane, review_obj, band_rows, min_snr, gap_profile=None,
             peak = top + int(np.argmax(profile.robust[top : bottom + 1]))
             boxes.append((peak, top, bottom, "manual"))
         return boxes
+    if band_rows is not None and (band_rows[1] < profile.rows[0] or band_rows[0] > profile.rows[-1]):
+        return []  # the window lies in another membrane strip of the image
     found = reject_off_lane_peaks(profile, gap_profile, find_band_peaks(profile, min_snr=min_snr, window=band_rows))
     if band_rows is None:
         return [(peak, top, bottom, "detected") for peak, top, bottom in found]

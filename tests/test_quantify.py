@@ -151,3 +151,13 @@ def test_membrane_blotches_are_not_reported_as_bands(seed):
     assert result.bands.groupby("lane").size().to_dict() == {lane: 1 for lane in range(1, 9)}
     truth_y = blot.truth_bands.set_index("lane")["y"]
     assert (result.bands.set_index("lane")["y"] - truth_y).abs().max() < 3
+
+
+def test_band_rows_measure_only_the_strip_that_holds_them():
+    blot = make_blot(shape=(900, 900), n_lanes=7, n_strips=2, band_rows=((0.4, 1.0),), seed=2)
+    lower = blot.truth_bands[blot.truth_bands["strip"] == 2]
+    y = int(lower["y"].median())
+    result = quantify(_blot_image(blot), lanes=7, band_rows=(y - 25, y + 25))
+    assert set(result.bands["strip"]) == {2}
+    assert sorted(result.bands["lane"]) == list(range(1, 8))
+    assert result.bands["detected"].all()
