@@ -19,7 +19,11 @@ EXIT_BAD_INPUT = 2
 
 def build_parser():
     """The argument parser of ``blotquant`` and its subcommands."""
-    parser = argparse.ArgumentParser(prog="blotquant", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="blotquant",
+        description="Quantify Western blot images (lanes, bands, volumes) and run post-dose timecourse studies.",
+        epilog="Input errors print one line and exit with code 2. See README.md for the file formats.",
+    )
     parser.add_argument("--version", action="version", version=f"blotquant {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
