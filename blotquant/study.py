@@ -69,7 +69,7 @@ RESULT_COLUMNS = ("actual_min", "reference_time", "time_problem", "target", "rol
 
 _STUDY_KEYS = {"name", "description", "time_reference", "control_group", "samples", "layout", "image",
                "kinetics", "kinetics_file", "thresholds", "quantify", "statistics"}
-_IMAGE_KEYS = {"file", "blot", "target", "role", "band_rows", "total", "channel", "note"}
+_IMAGE_KEYS = {"file", "blot", "target", "role", "band_rows", "band_rows_mode", "total", "channel", "note"}
 #: Tunable limits of the flags, with their defaults; a study's ``[thresholds]`` overrides them.
 DEFAULT_THRESHOLDS = {
     "collection_drift_min": 5.0,
@@ -366,6 +366,10 @@ def _image_entries(document, folder, study_name):
         if total and entry["role"] != "target":
             raise StudyError(f"{where}: total is given but role is {entry['role']!r}; only a role = \"target\" "
                              "image (a phospho target) names its total")
+        band_rows_mode = entry.get("band_rows_mode")
+        if band_rows_mode is not None and band_rows_mode not in ("band", "window"):
+            raise StudyError(f"{where}: band_rows_mode = {band_rows_mode!r}; write \"band\" (the strongest band "
+                             "in the rows) or \"window\" (the whole window, e.g. a doublet)")
         channel = entry.get("channel")
         if channel is not None and (isinstance(channel, bool) or not isinstance(channel, (int, str))):
             raise StudyError(f"{where}: channel must be a channel number (from 0) or name")
@@ -375,8 +379,8 @@ def _image_entries(document, folder, study_name):
                              "fix the path, relative to the study file")
         rows.append({"number": number, "file": entry["file"], "path": path, "blot": str(entry["blot"]),
                      "target": entry["target"].strip(), "role": entry["role"], "band_top": band_rows[0],
-                     "band_bottom": band_rows[1], "total_target": total.strip(), "channel": channel,
-                     "note": str(entry.get("note", ""))})
+                     "band_bottom": band_rows[1], "band_rows_mode": band_rows_mode,
+                     "total_target": total.strip(), "channel": channel, "note": str(entry.get("note", ""))})
     images = pd.DataFrame(rows)
     # Keep channel numbers as given (None, 0, "700nm"): a float column would turn 0 into 0.0.
     images["channel"] = pd.Series([row["channel"] for row in rows], dtype=object)
@@ -768,7 +772,8 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
         try:
             if reference is None:
                 result = quantify(image, lanes=n_lanes, channel=channel,
-                                  band_rows=(entry["band_top"], entry["band_bottom"]), **options)
+                                  band_rows=(entry["band_top"], entry["band_bottom"]),
+                                  **_image_options(options, entry))
                 # Detected lanes are numbered from 1; the layout numbers them from its first loaded lane.
                 result.lanes["lane"] += first_lane - 1
                 result.bands["lane"] += first_lane - 1
@@ -795,7 +800,8 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
                         offset.update(dy=0.0, dx=0.0, rotation_deg=0.0, method="assumed aligned (weak match)")
                     geometry = transform_lane_geometry(ref_geometry, offset, plane.shape)
                 result = quantify(image, lane_geometry=geometry, channel=channel,
-                                  band_rows=(entry["band_top"], entry["band_bottom"]), **options)
+                                  band_rows=(entry["band_top"], entry["band_bottom"]),
+                                  **_image_options(options, entry))
         except StudyError:
             raise
         except BlotQuantError as exc:
@@ -814,6 +820,7 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
             "number": int(entry["number"]), "file": entry["file"], "blot": entry["blot"],
             "target": entry["target"], "role": entry["role"], "channel": channel,
             "band_rows": [int(entry["band_top"]), int(entry["band_bottom"])],
+            "band_rows_mode": result.parameters.get("band_rows_mode"),
             "sha256": result.image.get("sha256"), "shape": result.image.get("shape"),
             "bit_depth": result.image.get("bit_depth"), "polarity": result.image.get("polarity"),
             "warnings": list(result.image.get("warnings", [])),
@@ -822,6 +829,12 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
             "review": result.parameters.get("review"),
         })
     return pd.concat(band_tables, ignore_index=True), pd.concat(lane_tables, ignore_index=True), records
+
+
+def _image_options(options, entry):
+    """The study's [quantify] options, with this image's own band_rows_mode when it has one."""
+    mode = entry.get("band_rows_mode")
+    return {**options, "band_rows_mode": mode} if isinstance(mode, str) else options
 
 
 def _quantify_blot_task(arguments):

@@ -50,3 +50,25 @@ def test_collection_before_dose_is_reported_with_exit_code_2(tmp_path, capsys):
     assert "PFC-R03" in err and "before dose_start" in err and "Traceback" not in err
     flags = pd.read_csv(tmp_path / "out" / "flags.csv")
     assert ((flags["code"] == "TIME_ORDER_INVALID") & (flags["sample_id"] == "PFC-R03")).any()
+
+
+def test_an_image_can_integrate_its_whole_window(tmp_path, capsys):
+    study_dir = tmp_path / "study"
+    shutil.copytree(SAMPLE_DATA, study_dir, ignore=shutil.ignore_patterns("*.py"))
+    toml = (study_dir / "study.toml").read_text()
+    marker = 'file = "B2_p-mTOR.tif"\n'
+    assert marker in toml
+    (study_dir / "study.toml").write_text(toml.replace(marker, marker + 'band_rows_mode = "window"\n'))
+    out = tmp_path / "out"
+    assert main(["study", str(study_dir / "study.toml"), "--out", str(out)]) == 0
+    images = {item["file"]: item for item in json.loads((out / "run.json").read_text())["images"]}
+    assert images["B2_p-mTOR.tif"]["band_rows_mode"] == "window"
+    assert images["B1_p-mTOR.tif"]["band_rows_mode"] == "band"
+    bands = pd.read_csv(out / "bands.csv")
+    window = bands[bands["file"] == "B2_p-mTOR.tif"]
+    top, bottom = images["B2_p-mTOR.tif"]["band_rows"]
+    assert (window["y_top"] == top).all() and (window["y_bottom"] == bottom).all()
+
+    (study_dir / "study.toml").write_text(toml.replace(marker, marker + 'band_rows_mode = "all"\n'))
+    assert main(["study", str(study_dir / "study.toml"), "--out", str(tmp_path / "bad")]) == 2
+    assert "band_rows_mode" in capsys.readouterr().err
