@@ -132,7 +132,7 @@ def load_review(path):
             notes=str(data.get("notes", "")),
             path=path,
         )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
         raise ReviewError(f"{path}: malformed review entry ({error!s}); fix or delete the file") from None
     return review
 
