@@ -13,6 +13,7 @@ Polarity (are bands bright or dark?) is judged from the pixel values by
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import re
@@ -569,10 +570,25 @@ def _numbered(prefix, count):
 # TIFF (tifffile)
 
 
+class _QuietTiffLog:
+    """Hold back tifffile's own log lines while reading: a damaged file gets one
+    clear ImageReadError from us, not a stream of tag warnings before it."""
+
+    def __enter__(self):
+        self._logger = logging.getLogger("tifffile")
+        self._filter = lambda record: record.levelno >= logging.CRITICAL
+        self._logger.addFilter(self._filter)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeFilter(self._filter)
+        return False
+
+
 def _read_tiff(path, label, limit):
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _QuietTiffLog(), tifffile.TiffFile(path) as tif:
         all_series = tif.series
         if not all_series:
             raise ImageReadError(f"{label}: the TIFF file holds no image; export the image again")
