@@ -200,6 +200,8 @@ def _parse_numbers(table, column, path, *, minimum=None, integer=False, allow_em
     """Convert a text column to numbers, naming the first bad row."""
     text = table[column]
     values = pd.to_numeric(text, errors="coerce")
+    # "1e400" parses as infinity: as unusable as text.
+    values = values.where(np.isfinite(values.astype(float)))
     bad = _first_bad(values.isna() & ((text != "") | (not allow_empty)))
     if bad is None and minimum is not None:
         bad = _first_bad(values < minimum)

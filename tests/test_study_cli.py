@@ -72,3 +72,14 @@ def test_an_image_can_integrate_its_whole_window(tmp_path, capsys):
     (study_dir / "study.toml").write_text(toml.replace(marker, marker + 'band_rows_mode = "all"\n'))
     assert main(["study", str(study_dir / "study.toml"), "--out", str(tmp_path / "bad")]) == 2
     assert "band_rows_mode" in capsys.readouterr().err
+
+
+def test_an_infinite_number_in_the_layout_is_a_one_line_error(tmp_path, capsys):
+    study_dir = tmp_path / "study"
+    shutil.copytree(SAMPLE_DATA, study_dir, ignore=shutil.ignore_patterns("*.py"))
+    layout = pd.read_csv(study_dir / "layout.csv", dtype=str)
+    layout.loc[3, "lane"] = "1e400"
+    layout.to_csv(study_dir / "layout.csv", index=False)
+    assert main(["study", str(study_dir / "study.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "layout.csv: row 5: lane is '1e400'" in err and "Traceback" not in err
