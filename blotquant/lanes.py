@@ -395,7 +395,12 @@ def _lanes_from_projection(projection, *, n_lanes, strip):
         signal_columns = np.flatnonzero(ndi.gaussian_filter1d(profile, 2.0) > 0.1 * profile.max())
         span = signal_columns[-1] - signal_columns[0] + 1 if signal_columns.size else n_cols
         span_pitch = span / float(n_lanes)
-        if pitch is None or abs(pitch / span_pitch - 1) > 0.3:
+        if pitch is not None and n_lanes > 1:
+            # Of the periodicity's multiples, the one the count agrees with.
+            multiples = pitch * np.array([1 / 3, 1 / 2, 1, 2, 3, 4])
+            closest = multiples[np.argmin(np.abs(np.log(multiples / span_pitch)))]
+            pitch = closest if abs(closest / span_pitch - 1) <= 0.3 else span_pitch
+        elif pitch is None:
             pitch = span_pitch if n_lanes > 1 else None
 
     if pitch is None:
