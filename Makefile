@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/blotquant quantify sample_data --out results/quantify --force
+	$(VENV)/bin/blotquant quantify sample_data --lanes 15 --out results/quantify --force
 	$(VENV)/bin/blotquant study sample_data/study.toml --out results/study --force
 
 test: $(STAMP)
