@@ -22,7 +22,7 @@ from scipy.signal import find_peaks, peak_widths
 from ._shared import difference_noise_sigma, robust_sigma
 from .background import border_median_level, rubber_band_baseline, valley_baseline
 from .errors import ParameterError
-from .lanes import lane_block, lane_columns
+from .lanes import lane_columns
 
 #: A pixel at or above this fraction of full scale is clipped.
 SATURATION_LEVEL = 0.99

@@ -43,8 +43,10 @@ def build_parser():
     quant.add_argument("--band-rows", type=int, nargs=2, metavar=("TOP", "BOTTOM"),
                        help="measure exactly one band per lane between these rows")
     quant.add_argument("--band-rows-mode", default="band", choices=["band", "window"],
-                       help="with --band-rows: the strongest band in its own limits (band) or the whole window (window)")
-    quant.add_argument("--min-snr", type=float, default=4.0, help="peak detection threshold in noise sigmas (default 4)")
+                       help="with --band-rows: the strongest band in its own limits (band) "
+                       "or the whole window (window)")
+    quant.add_argument("--min-snr", type=float, default=4.0,
+                       help="peak detection threshold in noise sigmas (default 4)")
     quant.add_argument("--min-band-snr", type=float, default=10.0,
                        help="report detected bands only above this integrated signal-to-noise (default 10)")
     quant.add_argument("--no-review", action="store_true", help="ignore lane-review files next to the images")
@@ -75,8 +77,9 @@ def main(argv=None):
                 code = _run_study(args)
         # Image warnings are printed per image by the commands themselves (they also
         # reach run.json and the report); anything else is passed on once.
-        for message in sorted({str(w.message) for w in caught
-                               if issubclass(w.category, UserWarning) and not issubclass(w.category, LossyImageWarning)}):
+        passed_on = [w for w in caught
+                     if issubclass(w.category, UserWarning) and not issubclass(w.category, LossyImageWarning)]
+        for message in sorted({str(w.message) for w in passed_on}):
             print(f"blotquant: WARNING: {message}", file=sys.stderr)
         return code
     except BlotQuantError as error:

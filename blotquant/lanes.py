@@ -79,7 +79,8 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
     if strips is None:
         small_strips = detect_strips(small)
     else:
-        small_strips = [(int(top) // factor, int(bottom) // factor) for top, bottom in _check_strips(strips, signal.shape)]
+        given = _check_strips(strips, signal.shape)
+        small_strips = [(top // factor, bottom // factor) for top, bottom in given]
     slope = estimate_tilt(residual, max_tilt_deg=max_tilt_deg)
 
     rows = []
@@ -162,7 +163,9 @@ def lanes_from_geometry(geometry, image_shape):
     duplicated = table.duplicated(["strip", "lane"])
     if duplicated.any():
         row = table[duplicated].iloc[0]
-        raise ParameterError(f"lane {int(row['lane'])} of strip {int(row['strip'])} is given twice in the lane geometry")
+        raise ParameterError(
+            f"lane {int(row['lane'])} of strip {int(row['strip'])} is given twice in the lane geometry"
+        )
     if "x_center" not in table:
         table["x_center"] = (table["x_left"] + table["x_right"]) / 2.0
     return _finish_table(table.to_dict("records"))
@@ -285,7 +288,8 @@ def sheared_column_profile(image, slope, *, y_ref):
     valid_low = (low >= 0) & (low < n_cols)
     valid_high = (low + 1 >= 0) & (low + 1 < n_cols)
     profile = np.bincount(low[valid_low], weights=values[valid_low] * (1 - weight_high[valid_low]), minlength=n_cols)
-    profile += np.bincount(low[valid_high] + 1, weights=values[valid_high] * weight_high[valid_high], minlength=n_cols)[:n_cols]
+    high_weights = values[valid_high] * weight_high[valid_high]
+    profile += np.bincount(low[valid_high] + 1, weights=high_weights, minlength=n_cols)[:n_cols]
     return profile
 
 
@@ -332,8 +336,11 @@ def detect_strips(image, *, min_gap_frac=0.01, min_strip_frac=0.12):
             continue
         # A membrane edge is a sharp step; a smooth background swell is not a gap.
         step_needed = 0.6 * np.abs(row_level[top:stop] - membrane).mean()
-        sharp_top = top == 0 or abs(row_level[min(height - 1, top + edge)] - row_level[max(0, top - edge - 1)]) >= step_needed
-        sharp_bottom = stop == height or abs(row_level[min(height - 1, stop + edge)] - row_level[max(0, stop - edge - 1)]) >= step_needed
+        def step_at(row):
+            return abs(row_level[min(height - 1, row + edge)] - row_level[max(0, row - edge - 1)])
+
+        sharp_top = top == 0 or step_at(top) >= step_needed
+        sharp_bottom = stop == height or step_at(stop) >= step_needed
         if not (sharp_top and sharp_bottom):
             continue
         if top - start >= min_strip_frac * height:

@@ -15,7 +15,6 @@ Three steps, each a pure function on tidy tables:
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 #: Reserved ``sample_id`` values of layout.csv that mark lanes without a study sample.
 SPECIAL_LANES = ("ladder", "empty", "calibrator")
@@ -31,6 +30,7 @@ def lane_kind(sample_ids):
 
     Examples
     --------
+    >>> import pandas as pd
     >>> lane_kind(pd.Series(["R01", "Ladder", "calibrator"])).tolist()
     ['sample', 'ladder', 'calibrator']
     """
@@ -117,6 +117,7 @@ def normalise_lane_signals(lane_signals):
 
     Examples
     --------
+    >>> import pandas as pd
     >>> lanes = pd.DataFrame({
     ...     "blot": "B1", "strip": 1, "lane": [1, 2, 1, 2], "sample_id": ["a", "b"] * 2,
     ...     "lane_kind": "sample", "load_ug": np.nan, "target": ["X", "X", "GAPDH", "GAPDH"],

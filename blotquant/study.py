@@ -467,7 +467,8 @@ def load_study(study_file):
         raise StudyError(f"{name}: not valid TOML ({exc}); fix the syntax") from None
     unknown = sorted(set(document) - _STUDY_KEYS)
     if unknown:
-        raise StudyError(f"{name}: unknown key(s) {', '.join(unknown)}; allowed keys are {', '.join(sorted(_STUDY_KEYS))}")
+        raise StudyError(f"{name}: unknown key(s) {', '.join(unknown)}; "
+                         f"allowed keys are {', '.join(sorted(_STUDY_KEYS))}")
     for key in ("control_group", "samples", "layout"):
         if not isinstance(document.get(key), str) or not document[key].strip():
             raise StudyError(f"{name}: {key} is missing; add {key} = \"...\" at the top of the file")

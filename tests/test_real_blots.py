@@ -27,7 +27,6 @@ from scipy.stats import spearmanr
 
 from blotquant import quantify
 from blotquant.io import read_image
-from blotquant.review import Review
 
 REAL_BLOTS = Path(
     os.environ.get("BLOTQUANT_REAL_BLOTS", Path(__file__).resolve().parents[2] / "shared" / "real_blots")
