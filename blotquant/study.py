@@ -835,9 +835,18 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
 
 
 def _image_options(options, entry):
-    """The study's [quantify] options, with this image's own band_rows_mode when it has one."""
+    """The study's [quantify] options, with this image's own band_rows_mode.
+
+    An image's own ``band_rows_mode`` wins; a total-protein stain is a whole
+    lane's worth of bands, so its window is integrated whole unless the
+    image says otherwise.
+    """
     mode = entry.get("band_rows_mode")
-    return {**options, "band_rows_mode": mode} if isinstance(mode, str) else options
+    if isinstance(mode, str):
+        return {**options, "band_rows_mode": mode}
+    if entry.get("role") == "total_protein":
+        return {**options, "band_rows_mode": "window"}
+    return options
 
 
 def _quantify_blot_task(arguments):

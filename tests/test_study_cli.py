@@ -83,3 +83,21 @@ def test_an_infinite_number_in_the_layout_is_a_one_line_error(tmp_path, capsys):
     assert main(["study", str(study_dir / "study.toml"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "layout.csv: row 5: lane is '1e400'" in err and "Traceback" not in err
+
+
+def test_a_total_protein_stain_is_integrated_over_its_whole_window(tmp_path):
+    study_dir = tmp_path / "study"
+    shutil.copytree(SAMPLE_DATA, study_dir, ignore=shutil.ignore_patterns("*.py"))
+    toml = (study_dir / "study.toml").read_text()
+    assert toml.count('role = "loading_control"') == 4
+    (study_dir / "study.toml").write_text(toml.replace('role = "loading_control"', 'role = "total_protein"'))
+    out = tmp_path / "out"
+    assert main(["study", str(study_dir / "study.toml"), "--out", str(out)]) == 0
+    images = json.loads((out / "run.json").read_text())["images"]
+    modes = {item["role"]: item["band_rows_mode"] for item in images}
+    assert modes == {"total_protein": "window", "target": "band", "total": "band"}
+    bands = pd.read_csv(out / "bands.csv")
+    stain = bands[bands["role"] == "total_protein"]
+    window = {item["file"]: item["band_rows"] for item in images if item["role"] == "total_protein"}
+    assert all((group["y_top"] == window[file][0]).all() and (group["y_bottom"] == window[file][1]).all()
+               for file, group in stain.groupby("file"))
