@@ -93,14 +93,12 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
         full_bottom = min(signal.shape[0] - 1, (bottom + 1) * factor - 1)
         if strips is not None:
             full_top, full_bottom = _check_strips(strips, signal.shape)[strip_number - 1]
-        # Low-res column c covers full-res columns [c*f, (c+1)*f); its centre is (c + 0.5) f - 0.5.
-        to_full = lambda x: (np.asarray(x) + 0.5) * factor - 0.5  # noqa: E731
-        for lane_number, (c, left, right, is_empty) in enumerate(zip(centers, lefts, rights, empty), start=1):
+        # Low-res column c covers full-res columns [c*f, (c+1)*f).
+        for lane_number, (left, right, is_empty) in enumerate(zip(lefts, rights, empty), start=1):
             rows.append(
                 {
                     "strip": strip_number,
                     "lane": lane_number,
-                    "x_center": float(to_full(c)),
                     "x_left": float(max(0.0, left * factor)),
                     "x_right": float(min(signal.shape[1] - 1.0, (right + 1) * factor - 1)),
                     "y_top": int(full_top),
@@ -166,8 +164,6 @@ def lanes_from_geometry(geometry, image_shape):
         raise ParameterError(
             f"lane {int(row['lane'])} of strip {int(row['strip'])} is given twice in the lane geometry"
         )
-    if "x_center" not in table:
-        table["x_center"] = (table["x_left"] + table["x_right"]) / 2.0
     return _finish_table(table.to_dict("records"))
 
 
@@ -635,6 +631,8 @@ def _lane_edges(profile, centers, noise):
 
 def _finish_table(rows):
     table = pd.DataFrame(rows)
+    # The centre is the middle of the lane's box, whatever the detection aimed at.
+    table["x_center"] = (table["x_left"] + table["x_right"]) / 2.0
     # Inclusive pixel columns, as lane_block takes them.
     table["width"] = table["x_right"] - table["x_left"] + 1
     table = table.sort_values(["strip", "lane"], kind="stable").reset_index(drop=True)

@@ -92,5 +92,6 @@ def test_detected_lanes_can_be_given_back_as_geometry():
     blot = make_blot(shape=(500, 800), n_lanes=8, empty_lanes=(8,), seed=6)
     found = detect_lanes(_signal(blot), n_lanes=8)
     assert (found["x_right"] > found["x_left"]).all()
+    assert np.allclose(found["x_center"], (found["x_left"] + found["x_right"]) / 2)
     again = lanes_from_geometry(found, blot.image.shape)
     assert np.allclose(again["x_left"], found["x_left"])
