@@ -30,6 +30,10 @@ def __getattr__(name):
         from . import pipeline as _pipeline
 
         return getattr(_pipeline, name)
+    if name == "run_study":
+        from .study import run_study
+
+        return run_study
     raise AttributeError(f"module 'blotquant' has no attribute {name!r}")
 
 
@@ -37,6 +41,7 @@ __all__ = [
     "__version__",
     "quantify",
     "QuantResult",
+    "run_study",
     "BlotQuantError",
     "ImageReadError",
     "ImageTooLargeError",

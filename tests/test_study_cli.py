@@ -101,3 +101,11 @@ def test_a_total_protein_stain_is_integrated_over_its_whole_window(tmp_path):
     window = {item["file"]: item["band_rows"] for item in images if item["role"] == "total_protein"}
     assert all((group["y_top"] == window[file][0]).all() and (group["y_bottom"] == window[file][1]).all()
                for file, group in stain.groupby("file"))
+
+
+def test_run_study_is_part_of_the_top_level_api():
+    import blotquant
+    from blotquant.study import run_study
+
+    assert blotquant.run_study is run_study
+    assert "run_study" in blotquant.__all__
