@@ -21,7 +21,7 @@ from ._shared import block_mean, upsample_bilinear
 from .errors import ParameterError
 
 #: Background methods accepted by :func:`blotquant.quantify`.
-BACKGROUND_METHODS = ("auto", "rolling_ball", "border_median", "rubber_band", "valley", "none")
+BACKGROUND_METHODS = ("auto", "valley", "border_median", "rubber_band", "rolling_ball", "rolling_ball_valley", "none")
 
 # Rolling on a block-averaged image is exact enough while the shrunk ball's
 # radius stays above a few pixels; seven keeps the ball's footprint ~150 px.

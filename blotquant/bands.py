@@ -278,7 +278,7 @@ def band_centroid(profile, top, bottom, peak):
     return float(profile.rows[0] + (weights * index).sum() / weights.sum())
 
 
-def harmonise_band_windows(profiles, found, *, min_weight_share=0.0):
+def harmonise_band_windows(profiles, found):
     """Give the bands of one molecular-weight row the same integration window.
 
     A careful analyst measures a band row with one box size in every lane;

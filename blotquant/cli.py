@@ -11,6 +11,7 @@ import sys
 import warnings
 
 from . import __version__
+from .background import BACKGROUND_METHODS
 from .errors import BlotQuantError
 from .io import LossyImageWarning
 
@@ -37,8 +38,7 @@ def build_parser():
     quant.add_argument("--channel", metavar="C", help="channel name or 0-based index (default: all default channels)")
     quant.add_argument("--polarity", default="auto", choices=["auto", "light_on_dark", "dark_on_light"])
     quant.add_argument("--background", default="auto",
-                       choices=["auto", "rolling_ball", "rolling_ball_valley", "border_median", "rubber_band",
-                                "valley", "none"])
+                       choices=BACKGROUND_METHODS)
     quant.add_argument("--radius", type=float, metavar="PX", help="rolling-ball radius in pixels (default: auto)")
     quant.add_argument("--band-rows", type=int, nargs=2, metavar=("TOP", "BOTTOM"),
                        help="measure exactly one band per lane between these rows")

@@ -167,34 +167,12 @@ def lanes_from_geometry(geometry, image_shape):
     return _finish_table(table.to_dict("records"))
 
 
-def lane_block(image, lane):
-    """Straightened pixels of one lane.
-
-    Each row of the result is the lane's pixels in that image row, taken
-    from whole pixel columns shifted with the lane's tilt (no
-    interpolation, so sums are sums of real pixels).
-
-    Parameters
-    ----------
-    image : (M, N) array
-    lane : mapping
-        One row of a lane table.
-
-    Returns
-    -------
-    rows : (H,) int array
-        The image rows covered, ``y_top`` to ``y_bottom``.
-    block : (H, W) array
-        ``block[i, j]`` is ``image[rows[i], first_column[i] + j]``.
-    first_column : (H,) int array
-    """
-    rows, first, width = lane_columns(lane, image.shape)
-    block = image[rows[:, None], first[:, None] + np.arange(width)[None, :]]
-    return rows, block, first
-
-
 def lane_columns(lane, shape):
     """Rows, first column per row and width of one lane (whole pixels).
+
+    Each row of the lane takes whole pixel columns shifted with the lane's
+    tilt (no interpolation, so sums over a lane are sums of real pixels):
+    pixel ``j`` of row ``i`` is ``image[rows[i], first[i] + j]``.
 
     Returns
     -------
@@ -482,7 +460,7 @@ def _estimate_pitch(profile):
     candidates = sorted(c for c in candidates if 4 <= c <= n / 2.2)
     if not candidates:
         return float(found[0])
-    scores = [_comb_contrast(stretched, candidate) for candidate in candidates]
+    scores = [_fundamental_power(stretched, candidate) for candidate in candidates]
     pitch = float(candidates[int(np.argmax(scores))])
     # Lanes brighter at their edges than in their middle (smiling bands) put
     # their power at twice the lane frequency; a comb at the winner's half
@@ -525,7 +503,7 @@ def _autocorrelation_pitch(signal):
     return float(lag)
 
 
-def _comb_contrast(stretched, pitch):
+def _fundamental_power(stretched, pitch):
     """Power of the profile's Fourier component at one cycle per ``pitch``.
 
     Evenly spaced lanes put most of their power at the fundamental; twice
@@ -633,7 +611,7 @@ def _finish_table(rows):
     table = pd.DataFrame(rows)
     # The centre is the middle of the lane's box, whatever the detection aimed at.
     table["x_center"] = (table["x_left"] + table["x_right"]) / 2.0
-    # Inclusive pixel columns, as lane_block takes them.
+    # Inclusive pixel columns, as lane_columns takes them.
     table["width"] = table["x_right"] - table["x_left"] + 1
     table = table.sort_values(["strip", "lane"], kind="stable").reset_index(drop=True)
     return table[LANE_COLUMNS]

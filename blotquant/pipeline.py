@@ -113,8 +113,8 @@ def quantify(
         Whether bands are bright on dark (chemiluminescence, fluorescence)
         or dark on light (film, stained gels). ``auto`` decides from the data.
     background : str
-        One of :data:`blotquant.background.BACKGROUND_METHODS` or
-        ``"rolling_ball_valley"``; ``auto`` is :data:`DEFAULT_BACKGROUND`.
+        One of :data:`blotquant.background.BACKGROUND_METHODS`; ``auto`` is
+        :data:`DEFAULT_BACKGROUND`.
     background_radius : float, optional
         Rolling-ball radius in pixels; by default three times the median
         band height (FWHM) found in a first pass, and at least 10.
@@ -148,11 +148,8 @@ def quantify(
     """
     blot = _as_blot_image(image, max_pixels=max_pixels)
     method = DEFAULT_BACKGROUND if background == "auto" else background
-    if method not in BACKGROUND_METHODS + ("rolling_ball_valley",):
-        raise ParameterError(
-            f"unknown background method {background!r}; choose one of "
-            + ", ".join(BACKGROUND_METHODS + ("rolling_ball_valley",))
-        )
+    if method not in BACKGROUND_METHODS:
+        raise ParameterError(f"unknown background method {background!r}; choose one of {', '.join(BACKGROUND_METHODS)}")
     if band_rows is not None:
         band_rows = _check_band_rows(band_rows, blot.data.shape[1])
     if band_rows_mode not in ("band", "window"):
