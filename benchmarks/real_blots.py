@@ -70,20 +70,22 @@ def load_truth(folder):
     return strips, lanes, bands
 
 
-def raw_clipped_share(path, box):
-    """Share of a box's pixels at the raw file's floor or ceiling (0..1), read without blotquant.
+def raw_clipped_share(path, box, polarity):
+    """Share of a box's pixels clipped on the signal side in the raw file (0..1), read without blotquant.
 
-    The stored values are compared with their type's limits (0 and 2**bits - 1 for
-    integers; for a palette image the indices themselves). Both ends count, since
-    dark-on-light images clip at 0.
+    The stored values are compared with their type's limit on the signal side: the
+    ceiling (2**bits - 1) for light-on-dark data, 0 for dark-on-light; for a
+    palette image the indices themselves.
     """
     raw = _raw_pixels(path)
     x1, y1, x2, y2 = (int(v) for v in box)
     patch = raw[max(0, y1): y2 + 1, max(0, x1): x2 + 1]
     if patch.size == 0:
         return 0.0
+    if polarity == "dark_on_light":
+        return float(np.mean(patch <= 0))
     top = np.iinfo(raw.dtype).max if np.issubdtype(raw.dtype, np.integer) else raw.max()
-    return float(np.mean((patch >= top) | (patch <= 0)))
+    return float(np.mean(patch >= top))
 
 
 _RAW_CACHE = {}
@@ -101,12 +103,12 @@ def _raw_pixels(path):
 
             data = np.asarray(Image.open(path).convert("L"))
         if data.ndim == 3:
-            # Colour: a pixel is clipped when every channel is.
+            # Colour: a pixel is clipped dark when all channels are 0, bright when all are full.
             channels = data[..., :3] if data.shape[-1] in (3, 4) else data
-            data = channels.min(axis=-1) if channels.max() > 0 else channels[..., 0]
-            top = np.iinfo(data.dtype).max
-            full = channels.max(axis=-1)
-            data = np.where(full >= top, top, data)
+            top = np.iinfo(channels.dtype).max
+            dark = channels.max(axis=-1) <= 0
+            bright = channels.min(axis=-1) >= top
+            data = np.where(dark, 0, np.where(bright, top, 1)).astype(channels.dtype)
         _RAW_CACHE[path] = data
     return _RAW_CACHE[path]
 
@@ -162,7 +164,7 @@ def score_image(result, path, strips_gt, lanes_gt, bands_gt):
                     matched_bands.add(hit)
             if band.main:
                 main_found += hit is not None
-            if raw_clipped_share(path, (band.x1, band.y1, band.x2, band.y2)) >= 0.01:
+            if raw_clipped_share(path, (band.x1, band.y1, band.x2, band.y2), result.image["polarity"]) >= 0.01:
                 clipped += 1
                 clipped_flagged += bool(hit is not None and bands.at[hit, "saturated"])
         spurious = 0

@@ -75,24 +75,32 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
     factor = max(1, int(round(max(signal.shape) / _DETECTION_SIZE)))
     small = block_mean(signal, factor)
     residual = _band_residual(small)
-
+    noise = robust_sigma(np.diff(small[:: max(1, small.shape[0] // 200)], axis=1)) / np.sqrt(2.0)
     if strips is None:
-        small_strips = detect_strips(small)
+        pieces, membrane_gap = strip_pieces(small, residual)
+        found = [_strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise) for piece in pieces]
+        pieces, found = _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_tilt_deg, noise)
     else:
         given = _check_strips(strips, signal.shape)
-        small_strips = [(top // factor, bottom // factor) for top, bottom in given]
-    slope = estimate_tilt(residual, max_tilt_deg=max_tilt_deg)
+        pieces = [(top // factor, min(small.shape[0] - 1, bottom // factor)) for top, bottom in given]
+        found = [_strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise) for piece in pieces]
+    if all(lanes is None for lanes in found):
+        raise LaneDetectionError(
+            "no lanes with signal were found; give the lanes yourself "
+            "(--lane-geometry CSV, or lane_geometry= in Python)"
+        )
 
     rows = []
-    for strip_number, (top, bottom) in enumerate(small_strips, start=1):
-        block = residual[top : bottom + 1]
-        y_mid = (top + bottom) / 2.0
-        projection = sheared_column_profile(block * _band_row_weights(block)[:, None], slope, y_ref=y_mid - top)
-        centers, lefts, rights, empty = _lanes_from_projection(projection, n_lanes=n_lanes, strip=strip_number)
+    strip_number = 0
+    for piece_index, ((top, bottom), lanes) in enumerate(zip(pieces, found)):
+        if lanes is None:
+            continue
+        strip_number += 1
+        lefts, rights, empty, slope = lanes
         full_top = top * factor
         full_bottom = min(signal.shape[0] - 1, (bottom + 1) * factor - 1)
         if strips is not None:
-            full_top, full_bottom = _check_strips(strips, signal.shape)[strip_number - 1]
+            full_top, full_bottom = _check_strips(strips, signal.shape)[piece_index]
         # Low-res column c covers full-res columns [c*f, (c+1)*f).
         for lane_number, (left, right, is_empty) in enumerate(zip(lefts, rights, empty), start=1):
             rows.append(
@@ -615,3 +623,356 @@ def _finish_table(rows):
     table["width"] = table["x_right"] - table["x_left"] + 1
     table = table.sort_values(["strip", "lane"], kind="stable").reset_index(drop=True)
     return table[LANE_COLUMNS]
+
+
+# ---------------------------------------------------------------------------
+# Lanes from the dips between bands (the comb search)
+
+
+_PROFILE_MODE = "mean"
+_RUN_LEVEL, _EDGE_LEVEL = 0.15, 0.08
+
+
+def band_row_profile(block, slope):
+    """Column profile of a strip across its band rows, robust to curved and tilted rows.
+
+    Each column takes the mean, over the strip's band rows (rows holding at
+    least 35 % of the strongest row's signal), of the residual after
+    shearing the rows by the lanes' ``slope``, so the dips between touching
+    bands of neighbouring lanes survive.
+
+    Parameters
+    ----------
+    block : (M, N) array
+        Band residual of one strip (background removed, outliers capped).
+    slope : float
+        Lane slope (dx/dy) of the strip.
+
+    Returns
+    -------
+    profile : (N,) float array
+    band_rows : (K,) int array
+        Rows of ``block`` taken as band rows.
+    """
+    n_rows, n_cols = block.shape
+    row_signal = ndi.uniform_filter1d(block.sum(axis=1), size=3, mode="nearest")
+    band_rows = np.flatnonzero(row_signal >= 0.35 * row_signal.max()) if row_signal.max() > 0 else np.arange(n_rows)
+    smooth = ndi.uniform_filter1d(block, size=3, axis=0, mode="nearest")
+    if slope:
+        shifts = np.rint(slope * (np.arange(n_rows) - (n_rows - 1) / 2.0)).astype(np.intp)
+        columns = np.clip(np.arange(n_cols)[None, :] + shifts[band_rows, None], 0, n_cols - 1)
+        rows_used = smooth[band_rows[:, None], columns]
+    else:
+        rows_used = smooth[band_rows]
+    if _PROFILE_MODE == "mean":
+        return rows_used.mean(axis=0), band_rows
+    # Band height: the longest run of band rows (FWHM of the strongest row).
+    labels, count = ndi.label(row_signal >= 0.5 * row_signal.max())
+    height = max(3, max(run[0].stop - run[0].start for run in ndi.find_objects(labels)) if count else 3)
+    height = min(height, max(3, n_rows // 3))
+    if slope:
+        shifts = np.rint(slope * (np.arange(n_rows) - (n_rows - 1) / 2.0)).astype(np.intp)
+        columns = np.clip(np.arange(n_cols)[None, :] + shifts[:, None], 0, n_cols - 1)
+        sheared = block[np.arange(n_rows)[:, None], columns]
+    else:
+        sheared = block
+    windowed = ndi.uniform_filter1d(sheared, size=int(height), axis=0, mode="nearest")
+    return windowed.max(axis=0), band_rows
+
+
+def _signal_runs(profile, level):
+    """Runs of columns (start, stop) where ``profile`` exceeds ``level``."""
+    above = profile > level
+    labels, count = ndi.label(above)
+    return [(run.start, run.stop) for (run,) in ndi.find_objects(labels)] if count else []
+
+
+def _comb_score(profile, start, stop, count, plateau, penalty):
+    """Score and boundaries of ``count`` evenly pitched lanes filling columns ``start:stop``.
+
+    Each inner boundary is moved to the lowest column within a quarter pitch
+    of its grid position. A boundary earns the depth of its dip below the
+    lower of its two lanes' levels (relative to the strip's plateau) minus
+    ``penalty``: a real gap between lanes is deep, a boundary put inside a
+    lane (a harmonic of the true pitch) earns nothing and costs the penalty.
+    """
+    pitch = (stop - start) / count
+    edges = start + pitch * np.arange(count + 1)
+    if count == 1:
+        return 0.0, edges
+    quarter = max(1, int(pitch / 4))
+    boundaries = edges.copy()
+    for index in range(1, count):
+        lo = max(start, int(round(edges[index])) - quarter)
+        hi = min(stop - 1, int(round(edges[index])) + quarter)
+        boundaries[index] = lo + int(np.argmin(profile[lo : hi + 1]))
+    levels = np.empty(count)
+    for lane in range(count):
+        lo = int(round(edges[lane] + pitch / 4))
+        hi = max(lo + 1, int(round(edges[lane + 1] - pitch / 4)))
+        levels[lane] = profile[lo:hi].max()
+    dips = profile[boundaries[1:-1].astype(np.intp)]
+    lower = np.minimum(levels[:-1], levels[1:])
+    # Depth relative to the lower neighbour: a dark gap beside a weak lane counts as fully as one beside a strong lane.
+    depth = np.clip((lower - dips) / np.maximum(lower, 1e-12), -1, 1)
+    # A boundary beside an empty lane says nothing about the pitch.
+    informative = lower >= 0.05 * plateau
+    if informative.any():
+        depth = depth[informative]
+    # Every boundary of the true comb sits on a dip; a harmonic's extra
+    # boundaries sit inside lanes. The lower quartile of the depths, not their
+    # mean, tells the two apart even where dips between touching bands are
+    # hardly deeper than the texture inside a lane.
+    return float((count - 1) * (np.percentile(depth, 25) - penalty)), boundaries
+
+
+def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
+    """Lane boundaries of one strip from the dips of its band-row profile.
+
+    The span of the strip's signal is divided into every plausible number of
+    evenly pitched lanes; the number whose boundaries sit on the deepest dips
+    (a dip between touching bands counts as well as a dark gap between
+    separate ones) wins. A harmonic of the true pitch puts boundaries inside
+    lanes, a subharmonic leaves dips unused, so neither can win.
+
+    Parameters
+    ----------
+    profile : (N,) array
+        Band-row profile of the strip (:func:`band_row_profile`).
+    n_lanes : int, optional
+        Lanes expected in the strip. When the signal fills fewer lanes, empty
+        lanes at the found pitch are added at the sides with most room.
+    noise : float
+        Noise sigma of ``profile``.
+    min_pitch : float
+        Narrowest lane considered, in columns.
+
+    Returns
+    -------
+    boundaries : (K + 1,) float array or None
+        Column boundaries of K lanes (``boundaries[k]`` to ``boundaries[k+1]``);
+        None when the profile shows no lane structure.
+    empty : (K,) bool array
+    score : float
+    """
+    profile = ndi.gaussian_filter1d(np.asarray(profile, float), 1.0)
+    profile = profile - np.percentile(profile, 5)
+    n_cols = profile.size
+    peak = profile.max()
+    if peak <= max(8 * noise, 0):
+        return None, None, 0.0
+    runs = _signal_runs(profile, _RUN_LEVEL * peak)
+    widths = np.array([stop - start for start, stop in runs])
+    # Narrow runs far weaker than lanes (pen strokes, dust) do not stretch the span.
+    masses = np.array([profile[start:stop].sum() for start, stop in runs])
+    keep = (widths >= 0.25 * np.median(widths[widths >= 0.5 * widths.max()])) & (masses >= 0.05 * masses.max())
+    runs = [run for run, k in zip(runs, keep) if k]
+    start, stop = runs[0][0], runs[-1][1]
+    start, stop = _reach_out(profile, start, stop, _EDGE_LEVEL * peak)
+    plateau = float(np.percentile(profile[start:stop], 75))
+    penalty = max(0.02, 4 * noise / max(plateau, 1e-12))
+    counts, results, scores, best = _best_comb(profile, start, stop, plateau, penalty, min_pitch)
+    # Lanes far weaker than the strongest (a tenfold dilution) fall below the
+    # span's level: a lane-like run at the comb's pitch just beyond it belongs to it.
+    pitch = (stop - start) / counts[best]
+    weak_level = max(0.02 * peak, 4 * noise)
+    extended_start, extended_stop = start, stop
+    for _ in range(3):  # at most three weak lanes on each side
+        if extended_stop + 0.75 * pitch <= n_cols and _weak_lane_at(profile, extended_stop, pitch, weak_level):
+            extended_stop = int(min(n_cols, round(extended_stop + pitch)))
+        if extended_start - 0.75 * pitch >= 0 and _weak_lane_at(profile, extended_start - pitch, pitch, weak_level):
+            extended_start = int(max(0, round(extended_start - pitch)))
+    if (extended_start, extended_stop) != (start, stop):
+        start, stop = extended_start, extended_stop
+        counts, results, scores, best = _best_comb(profile, start, stop, plateau, penalty, min_pitch)
+    empty = np.zeros(counts[best], bool)
+    score, boundaries = results[best]
+    if n_lanes is not None and counts[best] != n_lanes:
+        asked = int(n_lanes) - 1
+        if asked < len(results) and scores[asked] >= 0.85 * scores[best]:
+            # The count asked for fits the dips about as well: it wins.
+            score, boundaries = results[asked]
+            empty = np.zeros(int(n_lanes), bool)
+        elif counts[best] > n_lanes:
+            # More lanes carry signal than were asked for (a marker lane, a
+            # neighbouring sample): the n_lanes adjacent lanes holding most signal.
+            masses = np.array([profile[int(a) : max(int(a) + 1, int(b))].sum()
+                               for a, b in zip(boundaries[:-1], boundaries[1:])])
+            window = np.convolve(masses, np.ones(int(n_lanes)), mode="valid")
+            first = int(np.argmax(window))
+            boundaries = boundaries[first : first + int(n_lanes) + 1]
+            empty = np.zeros(int(n_lanes), bool)
+        else:
+            extended = _add_empty_lanes(boundaries, int(n_lanes), n_cols)
+            if extended is None:
+                # No room at the found pitch: the span holds the count asked for.
+                _, boundaries = _comb_score(profile, start, stop, int(n_lanes), plateau, penalty)
+                empty = np.zeros(int(n_lanes), bool)
+            else:
+                boundaries, empty = extended
+    return boundaries, empty, score
+
+
+def _weak_lane_at(profile, left, pitch, level):
+    """Whether columns ``left`` to ``left + pitch`` hold a weak lane: signal in its middle above its edges."""
+    lo, hi = int(round(left + pitch / 4)), int(round(left + 3 * pitch / 4))
+    edge_lo, edge_hi = int(round(left)), int(round(left + pitch))
+    n = profile.size
+    if hi <= lo or lo < 0 or hi > n:
+        return False
+    middle = float(np.mean(profile[lo:hi]))
+    edges = [profile[i] for i in (edge_lo, edge_hi - 1) if 0 <= i < n]
+    return middle >= level and middle > 1.5 * min(edges) if edges else False
+
+
+def _reach_out(profile, start, stop, level):
+    """Widen the span ``start:stop`` to where the profile falls below ``level``: a lane's soft edge."""
+    low = profile < level
+    left_low = np.flatnonzero(low[:start])
+    right_low = np.flatnonzero(low[stop:])
+    start = int(left_low[-1] + 1) if left_low.size else 0
+    stop = int(stop + right_low[0]) if right_low.size else profile.size
+    return start, stop
+
+
+def _best_comb(profile, start, stop, plateau, penalty, min_pitch):
+    """Every plausible lane count over the span, its comb and score, and the best one."""
+    max_count = max(1, int((stop - start) / min_pitch))
+    counts = list(range(1, min(max_count, 60) + 1))
+    results = [_comb_score(profile, start, stop, count, plateau, penalty) for count in counts]
+    scores = np.array([score for score, _ in results])
+    return counts, results, scores, int(np.argmax(scores))
+
+
+def _add_empty_lanes(boundaries, n_lanes, n_cols):
+    """Add empty lanes at the found pitch on the sides with most room, up to ``n_lanes``.
+
+    Returns ``(boundaries, empty)``, or None when the image has no room for them.
+    """
+    pitch = float(np.median(np.diff(boundaries)))
+    left, right = float(boundaries[0]), float(boundaries[-1])
+    added_left = added_right = 0
+    while boundaries.size - 1 + added_left + added_right < n_lanes:
+        room_left, room_right = left, n_cols - right
+        if max(room_left, room_right) < 0.5 * pitch:
+            return None
+        if room_left >= room_right:
+            left -= pitch
+            added_left += 1
+        else:
+            right += pitch
+            added_right += 1
+    edges = np.concatenate([boundaries[0] - pitch * np.arange(added_left, 0, -1), boundaries,
+                            boundaries[-1] + pitch * np.arange(1, added_right + 1)])
+    edges = np.clip(edges, 0, n_cols)
+    empty = np.zeros(edges.size - 1, bool)
+    empty[:added_left] = True
+    empty[edges.size - 1 - added_right:] = True
+    return edges, empty
+
+
+# ---------------------------------------------------------------------------
+# Strips: pieces of membrane, each with lanes of its own
+
+
+def strip_pieces(small, residual, *, quiet_level=0.08, min_quiet_frac=0.05):
+    """Row ranges that may each be a membrane strip of their own.
+
+    Rows are cut where the membrane changes (:func:`detect_strips`) and in the
+    middle of every long run of rows without band signal, at its darkest row
+    (the gap between two membranes, when there is one). Pieces whose lanes
+    turn out to agree are joined again by :func:`_merge_matching_pieces`, so a
+    single membrane probed for two targets stays one strip.
+
+    Returns
+    -------
+    pieces : list of (int, int)
+        ``(top, bottom)`` rows of each piece, from the top.
+    membrane_gap : list of bool
+        For each pair of neighbouring pieces, whether a gap without membrane
+        separates them (such pieces are never joined).
+    """
+    height = small.shape[0]
+    cuts = set()
+    membrane = detect_strips(small)
+    hard_cuts = {(bottom + top) // 2 for (_, bottom), (top, _) in zip(membrane[:-1], membrane[1:])}
+    cuts |= hard_cuts
+    row_signal = ndi.uniform_filter1d(residual.sum(axis=1), size=3, mode="nearest")
+    if row_signal.max() > 0:
+        quiet = row_signal < quiet_level * row_signal.max()
+        row_level = ndi.median_filter(np.percentile(small, 10, axis=1), size=5, mode="nearest")
+        labels, count = ndi.label(quiet)
+        for (run,) in ndi.find_objects(labels) if count else []:
+            if run.start == 0 or run.stop == height or run.stop - run.start < min_quiet_frac * height:
+                continue
+            cuts.add(run.start + int(np.argmin(row_level[run])))
+    edges = [0] + sorted(cuts) + [height]
+    pieces = [(a, b - 1) for a, b in zip(edges[:-1], edges[1:]) if b - a >= 3]
+    # A piece with hardly any band signal is not a strip of its own: it joins its neighbour.
+    strength = [row_signal[a : b + 1].max() if row_signal.size else 0.0 for a, b in pieces]
+    strongest = max(strength) if strength else 0.0
+    merged = []
+    for (a, b), level in zip(pieces, strength):
+        weak = merged and (level < 0.15 * strongest or merged[-1][2] < 0.15 * strongest)
+        if weak and a not in hard_cuts:
+            top, _, previous = merged.pop()
+            merged.append((top, b, max(level, previous)))
+        else:
+            merged.append((a, b, level))
+    return [(a, b) for a, b, _ in merged], [a in hard_cuts for a, _, _ in merged[1:]]
+
+
+def _strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise):
+    """Lanes of one strip: (lefts, rights, empty, slope) in working-copy columns, or None."""
+    top, bottom = piece
+    block = residual[top : bottom + 1]
+    if block.shape[0] < 3 or block.max() <= 0:
+        return None
+    slope = estimate_tilt(block, max_tilt_deg=max_tilt_deg)
+    profile, _ = band_row_profile(block, slope)
+    boundaries, comb_empty, score = comb_lanes(profile, n_lanes=n_lanes, noise=noise * np.sqrt(3.0 / block.shape[0]))
+    if boundaries is not None and (score > 0 or n_lanes is not None):
+        centres = (boundaries[:-1] + boundaries[1:]) / 2.0
+        smooth = ndi.gaussian_filter1d(profile, 1.0)
+        smooth = smooth - np.percentile(smooth, 5)
+        centres, lefts, rights, empty = _lane_edges(smooth, centres, difference_noise_sigma(profile))
+        empty = empty | comb_empty
+        return lefts, rights, empty, slope
+    # No comb stands out (a single lane, or lanes too faint for dips): the periodicity decides.
+    y_mid = (block.shape[0] - 1) / 2.0
+    projection = sheared_column_profile(block * _band_row_weights(block)[:, None], slope, y_ref=y_mid)
+    try:
+        _, lefts, rights, empty = _lanes_from_projection(projection, n_lanes=n_lanes, strip=0)
+    except LaneDetectionError:
+        return None
+    return lefts, rights, empty, slope
+
+
+def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_tilt_deg, noise):
+    """Join neighbouring pieces whose lanes line up and no membrane gap parts: they are one membrane."""
+    pieces, found, membrane_gap = list(pieces), list(found), list(membrane_gap)
+    index = 0
+    while index < len(pieces) - 1:
+        a, b = found[index], found[index + 1]
+        if not membrane_gap[index] and (a is None or b is None or _lanes_agree(a, b)):
+            joined = (pieces[index][0], pieces[index + 1][1])
+            lanes = _strip_lanes(residual, joined, n_lanes, max_tilt_deg, noise)
+            if lanes is not None or (a is None and b is None):
+                pieces[index : index + 2] = [joined]
+                found[index : index + 2] = [lanes]
+                del membrane_gap[index]
+                continue
+        index += 1
+    return pieces, found
+
+
+def _lanes_agree(a, b, *, tolerance=0.2):
+    """Whether two strips' lanes are the same lanes (same count, centres within ``tolerance`` pitches)."""
+    centres_a, centres_b = (a[0] + a[1]) / 2.0, (b[0] + b[1]) / 2.0
+    if centres_a.size != centres_b.size:
+        return False
+    if centres_a.size == 1:
+        width = max(a[1][0] - a[0][0], 1.0)
+        return abs(centres_a[0] - centres_b[0]) < tolerance * width
+    pitch = np.median(np.diff(centres_a))
+    return bool(np.median(np.abs(centres_a - centres_b)) < tolerance * pitch)
