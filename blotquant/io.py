@@ -637,7 +637,16 @@ def _read_tiff(path, label, limit):
         else:
             array = first.asarray()
         declared = _tiff_ceiling(page, array.dtype)
-        if photometric == "PALETTE" and page.colormap is not None:
+        if photometric == "PALETTE" and page.colormap is not None and _is_grey_ramp(page.colormap):
+            # An imager's display look-up table: the indices are the data, and
+            # the colours painted on the ends only mark clipped pixels.
+            notes.append(
+                "the TIFF palette is a grey ramp (its end colours mark clipped pixels); "
+                "the palette indices were quantified, index 0 and the top index as clipped"
+            )
+            photometric = "MINISBLACK"
+            declared = float(2 ** int(page.bitspersample) - 1)
+        elif photometric == "PALETTE" and page.colormap is not None:
             array = _apply_tiff_colormap(array, page.colormap)
             axes += "S"
             photometric = "RGB"
@@ -683,6 +692,24 @@ def _tiff_ceiling(page, dtype):
     if 0 < bits < dtype.itemsize * 8:
         return float(2**bits - 1)
     return None
+
+
+def _is_grey_ramp(colormap):
+    """Whether a TIFF palette is a rising grey ramp, apart from (saturation) colours at its two ends.
+
+    Examples
+    --------
+    >>> ramp = np.tile(np.arange(256) * 257, (3, 1))
+    >>> ramp[:, 0] = (0, 65280, 0); ramp[:, 255] = (65280, 0, 0)  # green and red ends
+    >>> bool(_is_grey_ramp(ramp)), bool(_is_grey_ramp(ramp[::-1]))
+    (True, False)
+    """
+    colormap = np.asarray(colormap, dtype=np.float64)
+    if colormap.ndim != 2 or colormap.shape[0] != 3 or colormap.shape[1] < 4:
+        return False
+    inner = colormap[:, 1:-1]
+    grey = np.all(inner[0] == inner[1]) and np.all(inner[1] == inner[2])
+    return bool(grey and np.all(np.diff(inner[0]) > 0))
 
 
 def _apply_tiff_colormap(indices, colormap):

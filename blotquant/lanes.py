@@ -630,6 +630,7 @@ def _finish_table(rows):
 
 
 _PROFILE_MODE = "mean"
+_WEAK = 0.06
 _RUN_LEVEL, _EDGE_LEVEL = 0.15, 0.08
 
 
@@ -754,13 +755,16 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
         None when the profile shows no lane structure.
     empty : (K,) bool array
     score : float
+    whole_cells : bool
+        True when the lanes are the comb's whole cells (a harmonic was set
+        aside for the count asked for), so each lane keeps its full cell.
     """
     profile = ndi.gaussian_filter1d(np.asarray(profile, float), 1.0)
     profile = profile - np.percentile(profile, 5)
     n_cols = profile.size
     peak = profile.max()
     if peak <= max(8 * noise, 0):
-        return None, None, 0.0
+        return None, None, 0.0, False
     runs = _signal_runs(profile, _RUN_LEVEL * peak)
     widths = np.array([stop - start for start, stop in runs])
     # Narrow runs far weaker than lanes (pen strokes, dust) do not stretch the span.
@@ -775,7 +779,7 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
     # Lanes far weaker than the strongest (a tenfold dilution) fall below the
     # span's level: a lane-like run at the comb's pitch just beyond it belongs to it.
     pitch = (stop - start) / counts[best]
-    weak_level = max(0.02 * peak, 4 * noise)
+    weak_level = max(_WEAK * peak, 8 * noise)
     extended_start, extended_stop = start, stop
     for _ in range(3):  # at most three weak lanes on each side
         if extended_stop + 0.75 * pitch <= n_cols and _weak_lane_at(profile, extended_stop, pitch, weak_level):
@@ -787,12 +791,19 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
         counts, results, scores, best = _best_comb(profile, start, stop, plateau, penalty, min_pitch)
     empty = np.zeros(counts[best], bool)
     score, boundaries = results[best]
+    whole_cells = False
     if n_lanes is not None and counts[best] != n_lanes:
         asked = int(n_lanes) - 1
         if asked < len(results) and scores[asked] >= 0.85 * scores[best]:
             # The count asked for fits the dips about as well: it wins.
             score, boundaries = results[asked]
             empty = np.zeros(int(n_lanes), bool)
+        elif counts[best] >= 2.5 * n_lanes:
+            # Far more "lanes" than asked for: the dips are a harmonic (bands
+            # curling up at their lane edges); the count asked for fills the span.
+            score, boundaries = _comb_score(profile, start, stop, int(n_lanes), plateau, penalty)
+            empty = np.zeros(int(n_lanes), bool)
+            whole_cells = True
         elif counts[best] > n_lanes:
             # More lanes carry signal than were asked for (a marker lane, a
             # neighbouring sample): the n_lanes adjacent lanes holding most signal.
@@ -810,7 +821,7 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
                 empty = np.zeros(int(n_lanes), bool)
             else:
                 boundaries, empty = extended
-    return boundaries, empty, score
+    return boundaries, empty, score, whole_cells
 
 
 def _weak_lane_at(profile, left, pitch, level):
@@ -930,14 +941,17 @@ def _strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise):
         return None
     slope = estimate_tilt(block, max_tilt_deg=max_tilt_deg)
     profile, _ = band_row_profile(block, slope)
-    boundaries, comb_empty, score = comb_lanes(profile, n_lanes=n_lanes, noise=noise * np.sqrt(3.0 / block.shape[0]))
+    boundaries, comb_empty, score, whole_cells = comb_lanes(
+        profile, n_lanes=n_lanes, noise=noise * np.sqrt(3.0 / block.shape[0]))
     if boundaries is not None and (score > 0 or n_lanes is not None):
-        centres = (boundaries[:-1] + boundaries[1:]) / 2.0
         smooth = ndi.gaussian_filter1d(profile, 1.0)
         smooth = smooth - np.percentile(smooth, 5)
-        centres, lefts, rights, empty = _lane_edges(smooth, centres, difference_noise_sigma(profile))
-        empty = empty | comb_empty
-        return lefts, rights, empty, slope
+        if whole_cells:
+            lefts, rights, empty = _cell_edges(smooth, boundaries, difference_noise_sigma(profile))
+        else:
+            centres = (boundaries[:-1] + boundaries[1:]) / 2.0
+            _, lefts, rights, empty = _lane_edges(smooth, centres, difference_noise_sigma(profile))
+        return lefts, rights, empty | comb_empty, slope
     # No comb stands out (a single lane, or lanes too faint for dips): the periodicity decides.
     y_mid = (block.shape[0] - 1) / 2.0
     projection = sheared_column_profile(block * _band_row_weights(block)[:, None], slope, y_ref=y_mid)
@@ -946,6 +960,37 @@ def _strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise):
     except LaneDetectionError:
         return None
     return lefts, rights, empty, slope
+
+
+def _cell_edges(profile, boundaries, noise):
+    """Each lane's columns within its comb cell: where the profile exceeds 15 % of the cell's peak.
+
+    A lane keeps its whole signal (bands that curl up at both edges
+    included) and loses only the dark gap beside it. Empty cells, and lanes
+    traced far narrower or wider than the typical lane, get the typical width.
+    """
+    n_lanes = boundaries.size - 1
+    lefts, rights, levels = np.empty(n_lanes), np.empty(n_lanes), np.empty(n_lanes)
+    n_cols = profile.size
+    for lane in range(n_lanes):
+        lo = int(np.clip(np.floor(boundaries[lane]), 0, n_cols - 1))
+        hi = int(np.clip(np.ceil(boundaries[lane + 1]), lo + 1, n_cols))
+        cell = profile[lo:hi]
+        levels[lane] = cell.max()
+        inside = np.flatnonzero(cell >= 0.15 * levels[lane]) if levels[lane] > 0 else np.array([], int)
+        lefts[lane], rights[lane] = (lo + inside[0], lo + inside[-1]) if inside.size else (lo, hi - 1)
+    empty = levels <= max(8 * noise, 0.03 * max(levels.max(), 1e-12))
+    cells_lo, cells_hi = boundaries[:-1], np.minimum(boundaries[1:], n_cols) - 1
+    if (~empty).any():
+        typical = float(np.median(rights[~empty] - lefts[~empty]))
+        centres = (cells_lo + cells_hi) / 2.0
+        odd = empty | (rights - lefts < 0.6 * typical) | (rights - lefts > 1.5 * typical)
+        traced = (lefts + rights) / 2.0
+        middle = np.where(empty, centres, traced)
+        lefts[odd] = np.maximum(cells_lo[odd], middle[odd] - typical / 2)
+        rights[odd] = np.minimum(cells_hi[odd], middle[odd] + typical / 2)
+    rights = np.maximum(rights, lefts + 1)
+    return lefts, rights, empty
 
 
 def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_tilt_deg, noise):

@@ -14,6 +14,8 @@ import pytest
 import tifffile
 from PIL import Image
 
+from real_blot_inventory import GROUND_TRUTH_POLARITY
+
 from blotquant.errors import ImageReadError, ImageTooLargeError, ParameterError
 from blotquant.io import (
     DEFAULT_MAX_PIXELS,
@@ -252,6 +254,29 @@ def test_palette_tiff_is_mapped_through_its_colour_map(tmp_path):
     image = read_image(path)
     assert image.channel_names == ("gray",)
     np.testing.assert_array_equal(image.channel(0), levels[indices])
+
+
+def test_display_lut_palette_keeps_indices_and_flags_clipped_band(tmp_path):
+    """An imager's grey look-up table with green (0) and red (255) ends: the indices are the data."""
+    from blotquant import quantify
+    from blotquant.synth import make_blot
+
+    blot = make_blot(shape=(300, 400), n_lanes=4, polarity="dark_on_light", bit_depth=8, saturate=True, seed=3)
+    indices = blot.image.astype(np.uint8)
+    colormap = np.tile((np.arange(256) * 257).astype(np.uint16), (3, 1))
+    colormap[:, 0] = (0, 65280, 0)
+    colormap[:, 255] = (65280, 0, 0)
+    path = tmp_path / "lut.tif"
+    tifffile.imwrite(path, indices, photometric="palette", colormap=colormap)
+    image = read_image(path)
+    assert image.channel_names == ("gray",) and image.full_scale == 255.0
+    np.testing.assert_array_equal(image.channel(0), indices)
+    assert any("grey ramp" in note for note in image.warnings)
+    result = quantify(image, lanes=4, review=None)
+    clipped_lanes = {int(lane) for lane in blot.truth_bands.loc[blot.truth_bands["saturated"], "lane"]}
+    assert clipped_lanes
+    flagged = set(result.bands.loc[result.bands["saturated"], "lane"].astype(int))
+    assert clipped_lanes <= flagged
 
 
 @pytest.mark.parametrize("stored", ["light_on_dark", "dark_on_light"])
@@ -745,6 +770,7 @@ REAL_POLARITY = {
     "coomassie_gelquant_elife/gel-example.png": "dark_on_light",
     "stained_gel_doublets_gelbox/test_gel_image.tif": "dark_on_light",
     "dna_gel_16bit_gellanesfit/Long_5s.tif": "light_on_dark",
+    **GROUND_TRUTH_POLARITY,
 }
 
 
@@ -767,7 +793,7 @@ def test_real_images_read_with_documented_polarity(relative, polarity):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LossyImageWarning)
         image = read_image(path)
-    assert image.lossy == (path.suffix == ".jpeg")
+    assert image.lossy == (path.suffix in (".jpeg", ".jpg"))
     plane = image.channel(image.default_channels[0])
     assert detect_polarity(plane) == polarity
 

@@ -25,6 +25,8 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from real_blot_inventory import GROUND_TRUTH_POLARITY
+
 from blotquant import quantify
 from blotquant.io import read_image
 
@@ -55,6 +57,7 @@ EXPECTED_POLARITY = {
     "wb_chemi_crops_facuperezt/img_shadow.jpeg": "dark_on_light",
     "wb_chemi_crops_facuperezt/wide_pic_bands.jpeg": "dark_on_light",
     "wb_imagej_sample_gel/gel.gif": "dark_on_light",
+    **GROUND_TRUTH_POLARITY,
 }
 
 #: Lane counts PROVENANCE.md states, empty lanes included.
