@@ -76,6 +76,10 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
     small = block_mean(signal, factor)
     residual = _band_residual(small)
     noise = robust_sigma(np.diff(small[:: max(1, small.shape[0] // 200)], axis=1)) / np.sqrt(2.0)
+    if not _lanes_touch(band_row_profile(residual, 0.0)[0]):
+        # Lanes parted by dark gaps: their periodicity is strong evidence, and
+        # strips are told apart by the membrane alone.
+        return _detect_lanes_by_periodicity(signal, small, residual, factor, n_lanes, strips, max_tilt_deg)
     if strips is None:
         pieces, membrane_gap = strip_pieces(small, residual)
         found = [_strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise) for piece in pieces]
@@ -102,6 +106,40 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
         if strips is not None:
             full_top, full_bottom = _check_strips(strips, signal.shape)[piece_index]
         # Low-res column c covers full-res columns [c*f, (c+1)*f).
+        for lane_number, (left, right, is_empty) in enumerate(zip(lefts, rights, empty), start=1):
+            rows.append(
+                {
+                    "strip": strip_number,
+                    "lane": lane_number,
+                    "x_left": float(max(0.0, left * factor)),
+                    "x_right": float(min(signal.shape[1] - 1.0, (right + 1) * factor - 1)),
+                    "y_top": int(full_top),
+                    "y_bottom": int(full_bottom),
+                    "slope": float(slope),
+                    "empty": bool(is_empty),
+                }
+            )
+    return _finish_table(rows)
+
+
+def _detect_lanes_by_periodicity(signal, small, residual, factor, n_lanes, strips, max_tilt_deg):
+    """Lanes of blots whose lanes are parted by gaps: membrane strips, then each strip's lane periodicity."""
+    if strips is None:
+        small_strips = detect_strips(small)
+    else:
+        given = _check_strips(strips, signal.shape)
+        small_strips = [(top // factor, bottom // factor) for top, bottom in given]
+    slope = estimate_tilt(residual, max_tilt_deg=max_tilt_deg)
+    rows = []
+    for strip_number, (top, bottom) in enumerate(small_strips, start=1):
+        block = residual[top : bottom + 1]
+        y_mid = (top + bottom) / 2.0
+        projection = sheared_column_profile(block * _band_row_weights(block)[:, None], slope, y_ref=y_mid - top)
+        _, lefts, rights, empty = _lanes_from_projection(projection, n_lanes=n_lanes, strip=strip_number)
+        full_top = top * factor
+        full_bottom = min(signal.shape[0] - 1, (bottom + 1) * factor - 1)
+        if strips is not None:
+            full_top, full_bottom = _check_strips(strips, signal.shape)[strip_number - 1]
         for lane_number, (left, right, is_empty) in enumerate(zip(lefts, rights, empty), start=1):
             rows.append(
                 {
@@ -952,7 +990,7 @@ def _strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise):
             centres = (boundaries[:-1] + boundaries[1:]) / 2.0
             _, lefts, rights, empty = _lane_edges(smooth, centres, difference_noise_sigma(profile))
         return lefts, rights, empty | comb_empty, slope
-    # No comb stands out (a single lane, or lanes too faint for dips): the periodicity decides.
+    # Separate lanes with dark gaps between them (or no comb standing out): the periodicity decides.
     y_mid = (block.shape[0] - 1) / 2.0
     projection = sheared_column_profile(block * _band_row_weights(block)[:, None], slope, y_ref=y_mid)
     try:
@@ -960,6 +998,27 @@ def _strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise):
     except LaneDetectionError:
         return None
     return lefts, rights, empty, slope
+
+
+def _lanes_touch(profile, *, min_lanes_per_run=2.5):
+    """Whether the strip's bands touch across lanes, so that only dips part the lanes.
+
+    Separate lanes leave dark gaps: the profile breaks into one run per lane.
+    Touching bands (strong loads, wide lanes) form a few long runs; the
+    periodicity of such a profile is weak and its dips are the evidence
+    (:func:`comb_lanes`).
+    """
+    smooth = ndi.gaussian_filter1d(np.asarray(profile, float), 1.0)
+    smooth = smooth - np.percentile(smooth, 5)
+    if smooth.max() <= 0:
+        return False
+    runs = _signal_runs(smooth, 0.25 * smooth.max())
+    widths = np.array([stop - start for start, stop in runs])
+    if widths.size == 0:
+        return False
+    # Lanes are far narrower than the widest run when that run holds several of them.
+    typical = np.median(widths)
+    return bool(widths.max() >= min_lanes_per_run * typical or len(runs) <= 2)
 
 
 def _cell_edges(profile, boundaries, noise):
@@ -1012,12 +1071,19 @@ def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_t
 
 
 def _lanes_agree(a, b, *, tolerance=0.2):
-    """Whether two strips' lanes are the same lanes (same count, centres within ``tolerance`` pitches)."""
+    """Whether two strips' lanes are the same lanes.
+
+    Most lanes of the strip with fewer lanes (70 %) must have a lane of the
+    other strip within ``tolerance`` pitches, at nearly the same pitch: an
+    extra faint lane at one edge does not make two membranes.
+    """
     centres_a, centres_b = (a[0] + a[1]) / 2.0, (b[0] + b[1]) / 2.0
-    if centres_a.size != centres_b.size:
-        return False
-    if centres_a.size == 1:
+    if centres_a.size == 1 or centres_b.size == 1:
         width = max(a[1][0] - a[0][0], 1.0)
-        return abs(centres_a[0] - centres_b[0]) < tolerance * width
-    pitch = np.median(np.diff(centres_a))
-    return bool(np.median(np.abs(centres_a - centres_b)) < tolerance * pitch)
+        return centres_a.size == centres_b.size and abs(centres_a[0] - centres_b[0]) < tolerance * width
+    pitch_a, pitch_b = np.median(np.diff(centres_a)), np.median(np.diff(centres_b))
+    if abs(pitch_a / pitch_b - 1) > 0.1:
+        return False
+    fewer, more = (centres_a, centres_b) if centres_a.size <= centres_b.size else (centres_b, centres_a)
+    distance = np.abs(fewer[:, None] - more[None, :]).min(axis=1)
+    return bool(np.mean(distance < tolerance * pitch_a) >= 0.7)
