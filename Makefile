@@ -26,6 +26,7 @@ test: $(STAMP)
 benchmarks: $(STAMP)
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/real_blots.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

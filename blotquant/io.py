@@ -700,8 +700,9 @@ def _is_grey_ramp(colormap):
     Examples
     --------
     >>> ramp = np.tile(np.arange(256) * 257, (3, 1))
-    >>> ramp[:, 0] = (0, 65280, 0); ramp[:, 255] = (65280, 0, 0)  # green and red ends
-    >>> bool(_is_grey_ramp(ramp)), bool(_is_grey_ramp(ramp[::-1]))
+    >>> ramp[:, 0] = (0, 65280, 0)  # green for clipped dark pixels
+    >>> ramp[:, 255] = (65280, 0, 0)  # red for clipped bright pixels
+    >>> _is_grey_ramp(ramp), _is_grey_ramp(ramp[:, ::-1])
     (True, False)
     """
     colormap = np.asarray(colormap, dtype=np.float64)
