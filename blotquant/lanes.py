@@ -814,6 +814,20 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
     plateau = float(np.percentile(profile[start:stop], 75))
     penalty = max(0.02, 4 * noise / max(plateau, 1e-12))
     counts, results, scores, best = _best_comb(profile, start, stop, plateau, penalty, min_pitch)
+    # A lane parted from its neighbours by a gap forms a run of its own, narrow
+    # beside a run of touching lanes: lane-wide runs near the span belong to it.
+    pitch = (stop - start) / counts[best]
+    widened_start, widened_stop = start, stop
+    for run, width, mass in zip(_signal_runs(profile, _RUN_LEVEL * peak), widths, masses):
+        if not (0.4 * pitch <= width <= 1.5 * pitch and mass >= 0.02 * masses.sum()):
+            continue
+        if widened_start - 1.5 * pitch <= run[1] <= widened_start:
+            widened_start = run[0]
+        elif widened_stop <= run[0] <= widened_stop + 1.5 * pitch:
+            widened_stop = run[1]
+    if (widened_start, widened_stop) != (start, stop):
+        start, stop = _reach_out(profile, widened_start, widened_stop, _EDGE_LEVEL * peak)
+        counts, results, scores, best = _best_comb(profile, start, stop, plateau, penalty, min_pitch)
     # Lanes far weaker than the strongest (a tenfold dilution) fall below the
     # span's level: a lane-like run at the comb's pitch just beyond it belongs to it.
     pitch = (stop - start) / counts[best]
@@ -1086,4 +1100,8 @@ def _lanes_agree(a, b, *, tolerance=0.2):
         return False
     fewer, more = (centres_a, centres_b) if centres_a.size <= centres_b.size else (centres_b, centres_a)
     distance = np.abs(fewer[:, None] - more[None, :]).min(axis=1)
-    return bool(np.mean(distance < tolerance * pitch_a) >= 0.7)
+    # Strips shifted sideways by a whole lane also match lane for lane, but
+    # then neither end agrees; one faint extra lane moves only one end.
+    ends_agree = (abs(centres_a[0] - centres_b[0]) < tolerance * pitch_a) or (
+        abs(centres_a[-1] - centres_b[-1]) < tolerance * pitch_a)
+    return bool(ends_agree and np.mean(distance < tolerance * pitch_a) >= 0.7)
