@@ -1032,7 +1032,11 @@ def _lanes_touch(profile, *, min_lanes_per_run=2.5):
         return False
     # Lanes are far narrower than the widest run when that run holds several of them.
     typical = np.median(widths)
-    return bool(widths.max() >= min_lanes_per_run * typical or len(runs) <= 2)
+    if widths.max() >= min_lanes_per_run * typical or len(runs) <= 2:
+        return True
+    # Lanes parted only by slits (a tenth of a lane or less) are touching bands too.
+    gaps = np.array([b[0] - a[1] for a, b in zip(runs[:-1], runs[1:])])
+    return bool(np.median(gaps) < 0.15 * typical)
 
 
 def _cell_edges(profile, boundaries, noise):
