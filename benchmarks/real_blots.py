@@ -17,10 +17,10 @@ and scored per dataset:
 * ``spurious``: detected bands, in strips where every band is annotated and
   within the strip's ``spurious_margin`` rows of its band row, that match no
   annotated band (text, labels, blotches taken for bands);
-* ``clipped_flagged``: bands whose true box holds clipped pixels (read from
-  the raw file with tifffile/Pillow, independently of blotquant: at least
-  1 % of the box at the file's ceiling or floor) that blotquant flags
-  saturated.
+* ``clipped_flagged``: bands whose true box holds a clipped band core (read
+  from the raw file with tifffile/Pillow, independently of blotquant: a blob
+  of pixels at the file's limit, at least twice as wide as tall) that
+  blotquant flags saturated.
 
 Where the authors give numbers (``gt_pairs.csv``), the target/GAPDH ratios
 of blotquant (with the vendor's lanes and band rows given, and fully
@@ -70,22 +70,33 @@ def load_truth(folder):
     return strips, lanes, bands
 
 
-def raw_clipped_share(path, box, polarity):
-    """Share of a box's pixels clipped on the signal side in the raw file (0..1), read without blotquant.
+def raw_clipped_band(path, box, polarity):
+    """Whether a box holds a clipped band core in the raw file, read without blotquant.
 
-    The stored values are compared with their type's limit on the signal side: the
-    ceiling (2**bits - 1) for light-on-dark data, 0 for dark-on-light; for a
-    palette image the indices themselves.
+    Stored values at their type's limit on the signal side (the ceiling for
+    light-on-dark data, 0 for dark-on-light; a palette image's indices) count
+    as clipped. A clipped band core runs along the band: a connected blob of
+    at least 4 clipped pixels, at least 8 wide and twice as wide as it is tall.
+    Digits or marks burned into an export (vendor box labels) are not.
     """
+    from scipy import ndimage
+
     raw = _raw_pixels(path)
     x1, y1, x2, y2 = (int(v) for v in box)
     patch = raw[max(0, y1): y2 + 1, max(0, x1): x2 + 1]
     if patch.size == 0:
-        return 0.0
+        return False
     if polarity == "dark_on_light":
-        return float(np.mean(patch <= 0))
-    top = np.iinfo(raw.dtype).max if np.issubdtype(raw.dtype, np.integer) else raw.max()
-    return float(np.mean(patch >= top))
+        clipped = patch <= 0
+    else:
+        top = np.iinfo(raw.dtype).max if np.issubdtype(raw.dtype, np.integer) else raw.max()
+        clipped = patch >= top
+    labels, count = ndimage.label(clipped)
+    for blob in ndimage.find_objects(labels) if count else []:
+        height, width = blob[0].stop - blob[0].start, blob[1].stop - blob[1].start
+        if width >= 2 * height and width >= 8 and clipped[blob].sum() >= 4:
+            return True
+    return False
 
 
 _RAW_CACHE = {}
@@ -164,7 +175,7 @@ def score_image(result, path, strips_gt, lanes_gt, bands_gt):
                     matched_bands.add(hit)
             if band.main:
                 main_found += hit is not None
-            if raw_clipped_share(path, (band.x1, band.y1, band.x2, band.y2), result.image["polarity"]) >= 0.01:
+            if raw_clipped_band(path, (band.x1, band.y1, band.x2, band.y2), result.image["polarity"]):
                 clipped += 1
                 clipped_flagged += bool(hit is not None and bands.at[hit, "saturated"])
         spurious = 0

@@ -30,6 +30,8 @@ SATURATION_LEVEL = 0.99
 #: :data:`MIN_SATURATED_PIXELS`, are clipped.
 SATURATED_SHARE = 0.01
 MIN_SATURATED_PIXELS = 4
+#: A connected patch of this many clipped pixels makes a band saturated whatever its size.
+MIN_CLIPPED_BLOB = 8
 
 _LIMIT_FRACTION = 0.03  # band limit: profile down to 3 % of the band's height
 _DETECTION_COLUMNS = 15  # columns sampled across a lane for the robust profile
@@ -262,9 +264,31 @@ def saturated_pixel_count(lane_pixels, top, bottom, full_scale):
     return int(np.count_nonzero(box >= SATURATION_LEVEL * full_scale))
 
 
-def is_saturated(saturated_pixels, n_pixels):
-    """The saturation rule: at least 1 % of the band's pixels, and at least 4, clipped."""
-    return saturated_pixels >= max(MIN_SATURATED_PIXELS, SATURATED_SHARE * n_pixels)
+def largest_clipped_blob(lane_pixels, top, bottom, full_scale):
+    """Pixel count of the largest connected patch of clipped pixels in a band box."""
+    if full_scale is None:
+        return 0
+    box = lane_pixels.block(top, bottom) if isinstance(lane_pixels, LanePixels) else lane_pixels[top : bottom + 1]
+    labels, count = ndi.label(np.asarray(box) >= SATURATION_LEVEL * full_scale)
+    return int(np.bincount(labels.ravel())[1:].max()) if count else 0
+
+
+def is_saturated(saturated_pixels, n_pixels, largest_blob=0):
+    """The saturation rule.
+
+    A band is saturated when at least 1 % of its pixels, and at least 4, are
+    clipped, or when its clipped pixels include one connected patch of
+    :data:`MIN_CLIPPED_BLOB` or more: the clipped core of a large band is a
+    small share of its box, but its peak is lost all the same. Scattered hot
+    pixels do not form such a patch.
+
+    Examples
+    --------
+    >>> is_saturated(30, 4000), is_saturated(30, 4000, largest_blob=12), is_saturated(45, 4000)
+    (False, True, True)
+    """
+    return saturated_pixels >= max(MIN_SATURATED_PIXELS, SATURATED_SHARE * n_pixels) or (
+        largest_blob >= MIN_CLIPPED_BLOB)
 
 
 def band_centroid(profile, top, bottom, peak):

@@ -22,7 +22,9 @@ from .bands import (
     gap_residual_profile,
     reject_off_lane_peaks,
     harmonise_band_windows,
+    MIN_CLIPPED_BLOB,
     is_saturated,
+    largest_clipped_blob,
     lane_profile,
     measure_band,
     saturated_pixel_count,
@@ -262,6 +264,7 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             volume, bg_sum = measure_band(profile, top, bottom, method=method, lane_pixels=pixels)
             n_pixels = (bottom - top + 1) * profile.width
             clipped = saturated_pixel_count(pixels, top, bottom, blot.full_scale)
+            blob = largest_clipped_blob(pixels, top, bottom, blot.full_scale) if clipped >= MIN_CLIPPED_BLOB else 0
             y = band_centroid(profile, top, bottom, peak)
             shift = lane["slope"] * (y - y_mid)
             noise_volume = profile.noise * np.sqrt(n_pixels)
@@ -285,7 +288,7 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
                     "peak": float(profile.robust[peak]),
                     "snr": snr,
                     "overlap": _overlap(profile, peak, top, bottom),
-                    "saturated": bool(is_saturated(clipped, n_pixels)),
+                    "saturated": bool(is_saturated(clipped, n_pixels, blob)),
                     "saturated_pixels": clipped,
                     "n_pixels": int(n_pixels),
                     "detected": source != "forced",
@@ -438,6 +441,9 @@ def _harmonise(lane_records, lane_profiles, lane_boxes):
     return result
 
 
+_MAX_LINE_WIDTH = 5.0  # FWHM (rows, after the detection smoothing) below which a narrow peak is a drawn line
+
+
 def _drop_implausible(lane_records, lane_profiles, lane_boxes, min_relative_height):
     """Drop detected peaks that are membrane texture rather than protein.
 
@@ -446,8 +452,10 @@ def _drop_implausible(lane_records, lane_profiles, lane_boxes, min_relative_heig
     so do faint peaks whose width (FWHM) is unlike that of the strip's strong
     bands, which ran through the same gel: swells 2.5 times wider are blotches
     the background estimate could not follow, spikes under 0.35 times as wide
-    are noise, specks or scratches. A band of interest that faint is
-    still measured when its rows are given (``band_rows``).
+    are noise, specks or scratches. Peaks of any strength under 0.3 times
+    the typical width and 5 rows tall are drawn lines (a box edge burned into
+    an export, a ruler). A band of interest that faint is still measured when
+    its rows are given (``band_rows``).
     """
     result = list(lane_boxes)
     for strip in {lane["strip"] for lane in lane_records}:
@@ -467,6 +475,9 @@ def _drop_implausible(lane_records, lane_profiles, lane_boxes, min_relative_heig
                              for i, box in found])
         faint = heights < 0.3 * strongest
         keep &= ~(faint & isolated & ((widths > 2.5 * typical_width) | (widths < 0.35 * typical_width)))
+        # A line a few pixels tall across the lane, however dark, is a drawn
+        # box edge, a ruler or a crease, not protein: bands are far taller.
+        keep &= ~((widths < 0.3 * typical_width) & (widths < _MAX_LINE_WIDTH))
         dropped = {(i, box) for (i, box), kept in zip(found, keep) if not kept}
         for i in members:
             result[i] = [box for box in lane_boxes[i] if (i, box) not in dropped]
