@@ -278,3 +278,33 @@ def test_writer_writes_the_bands_layer_without_excluded_bands(session, tmp_path)
     assert len(export_table(features)) == len(written)
     with pytest.raises(ValueError, match="not a blotquant"):
         write_bands_csv(str(path), [], {"features": pd.DataFrame({"a": [1]}), "name": "other"})
+
+
+def test_a_strip_taken_for_one_is_split_by_editing_its_lanes(session):
+    """Detection put both band rows in one strip; the reviewer shortens the lanes to the top
+    rows and draws lanes of their own over the bottom rows, shifted sideways: two strips."""
+    top_lanes = [{**row, "y_top": 0, "y_bottom": 140} for row in session.lanes.to_dict("records")]
+    bottom_lanes = [{**row, "y_top": 141, "y_bottom": 299, "x_left": row["x_left"] + 12,
+                     "x_right": row["x_right"] + 12} for row in session.lanes.to_dict("records")[:5]]
+    session.set_lanes([lane_corners(row) for row in top_lanes + bottom_lanes],
+                      origins_of(session) + [None] * len(bottom_lanes))
+    lanes = session.lanes
+    assert sorted(lanes["strip"].unique()) == [1, 2]
+    assert (lanes["strip"] == 1).sum() == len(top_lanes) and (lanes["strip"] == 2).sum() == 5
+    assert (lanes.loc[lanes["strip"] == 2, "y_top"] == 141).all()
+    assert lanes.loc[lanes["strip"] == 2, "lane"].tolist() == [1, 2, 3, 4, 5]
+    # The next measurement uses the two strips: bands of the bottom rows belong to strip 2.
+    bands = session.measure().bands
+    assert set(bands.loc[bands["y"] > 141, "strip"]) == {2}
+    assert set(bands.loc[bands["y"] < 140, "strip"]) == {1}
+
+
+def test_side_by_side_strips_keep_their_own_lanes():
+    from blotquant_napari._model import assign_strips
+
+    left = [{"y_top": 0, "y_bottom": 99, "x_left": x, "x_right": x + 9, "origin": (1, i)}
+            for i, x in enumerate((0, 20, 40), start=1)]
+    right = [{"y_top": 10, "y_bottom": 109, "x_left": x, "x_right": x + 9, "origin": (2, i)}
+             for i, x in enumerate((80, 100), start=1)]
+    added = {"y_top": 10, "y_bottom": 109, "x_left": 120, "x_right": 129, "origin": None}
+    assert assign_strips(left + right + [added]) == [1, 1, 1, 2, 2, 2]

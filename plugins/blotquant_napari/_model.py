@@ -60,6 +60,74 @@ def lane_corners(lane):
                      [bottom, right + shift_bottom], [bottom, left + shift_bottom]], dtype=float)
 
 
+def assign_strips(lanes):
+    """Strip numbers of lanes from their rows: lanes sharing rows are one strip.
+
+    Two lanes belong to one strip when at least half of the shorter one's
+    rows are shared, except that lanes which came from different strips
+    (``origin``) stay apart, so strips side by side keep their own lanes.
+    A new lane (origin None) joins the strip it shares most rows with.
+    Strips are numbered from the top, then from the left.
+
+    Parameters
+    ----------
+    lanes : list of dict
+        ``y_top``, ``y_bottom``, ``x_left``, ``x_right`` and ``origin``
+        (``(strip, lane)`` before the edit, or None) of each lane.
+
+    Returns
+    -------
+    list of int
+
+    Examples
+    --------
+    >>> top = [{"y_top": 0, "y_bottom": 99, "x_left": x, "x_right": x + 9, "origin": (1, i)}
+    ...        for i, x in enumerate((0, 20), start=1)]
+    >>> bottom = [{"y_top": 150, "y_bottom": 249, "x_left": 5, "x_right": 14, "origin": None}]
+    >>> assign_strips(top + bottom)
+    [1, 1, 2]
+    """
+    count = len(lanes)
+    parent = list(range(count))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def shared(a, b):
+        overlap = min(a["y_bottom"], b["y_bottom"]) - max(a["y_top"], b["y_top"]) + 1
+        shorter = min(a["y_bottom"] - a["y_top"], b["y_bottom"] - b["y_top"]) + 1
+        return overlap / max(shorter, 1)
+
+    known = [i for i in range(count) if lanes[i]["origin"] is not None]
+    for i in known:
+        for j in known:
+            if i < j and lanes[i]["origin"][0] == lanes[j]["origin"][0] and shared(lanes[i], lanes[j]) >= 0.5:
+                parent[find(j)] = find(i)
+    new = [i for i in range(count) if lanes[i]["origin"] is None]
+    for i in new:
+        candidates = [j for j in range(count) if j != i and shared(lanes[i], lanes[j]) >= 0.5
+                      and (lanes[j]["origin"] is not None or j < i)]
+        if candidates:
+            centre = (lanes[i]["x_left"] + lanes[i]["x_right"]) / 2.0
+            # Most rows shared first; among equals, the nearest lane beside it.
+            best = max(candidates, key=lambda j: (round(shared(lanes[i], lanes[j]), 2),
+                                                  -abs((lanes[j]["x_left"] + lanes[j]["x_right"]) / 2.0 - centre)))
+            parent[find(i)] = find(best)
+    groups = {}
+    for i in range(count):
+        groups.setdefault(find(i), []).append(i)
+    ordered = sorted(groups.values(), key=lambda members: (min(lanes[m]["y_top"] for m in members),
+                                                           min(lanes[m]["x_left"] for m in members)))
+    strips = [0] * count
+    for number, members in enumerate(ordered, start=1):
+        for m in members:
+            strips[m] = number
+    return strips
+
+
 def lane_from_corners(corners, image_shape):
     """Lane geometry (``x_left``, ``x_right``, ``y_top``, ``y_bottom``, ``slope``) of an outline.
 
@@ -290,6 +358,10 @@ class LaneReviewSession:
     def set_lanes(self, outlines, origins):
         """Replace the lanes by edited outlines and renumber them left to right.
 
+        Strips follow the outlines (:func:`assign_strips`): lanes made shorter
+        so that they no longer share rows with the others form a strip of
+        their own, and lanes drawn in rows without lanes start a new strip.
+
         Parameters
         ----------
         outlines : list of (4, 2) arrays
@@ -304,12 +376,9 @@ class LaneReviewSession:
             exclusions follow their lane, and those of deleted lanes are dropped.
         """
         shape = self.image.shape
-        rows = []
-        for outline, origin in zip(outlines, origins):
-            geometry = lane_from_corners(outline, shape)
-            middle = (geometry["y_top"] + geometry["y_bottom"]) / 2.0
-            strip = origin[0] if origin is not None else self._strip_at(middle)
-            rows.append({"strip": int(strip), **geometry, "origin": origin})
+        rows = [{**lane_from_corners(outline, shape), "origin": origin} for outline, origin in zip(outlines, origins)]
+        for row, strip in zip(rows, assign_strips(rows)):
+            row["strip"] = strip
         rows.sort(key=lambda r: (r["strip"], r["x_left"] + r["x_right"]))
         counters, mapping = {}, {}
         for row in rows:
@@ -453,16 +522,6 @@ class LaneReviewSession:
         return profile, bands[(bands["strip"] == strip) & (bands["lane"] == lane)]
 
     # -- helpers -------------------------------------------------------------
-
-    def _strip_at(self, row):
-        if self.lanes is None or self.lanes.empty:
-            return 1
-        spans = self.lanes.groupby("strip").agg(top=("y_top", "min"), bottom=("y_bottom", "max"))
-        inside = spans[(spans["top"] <= row) & (row <= spans["bottom"])]
-        if not inside.empty:
-            return int(inside.index[0])
-        distance = np.minimum(abs(spans["top"] - row), abs(spans["bottom"] - row))
-        return int(distance.idxmin())
 
     def _current_boxes(self):
         """``{(strip, lane): [(y_top, y_bottom), ...]}`` of the bands measured last, in band order."""
