@@ -88,7 +88,17 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
         given = _check_strips(strips, signal.shape)
         pieces = [(top // factor, min(small.shape[0] - 1, bottom // factor)) for top, bottom in given]
         found = [_strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise) for piece in pieces]
-    if all(lanes is None for lanes in found):
+    # Membranes side by side in one band of rows: each gets lanes of its own.
+    parts = []
+    for piece_index, (piece, lanes) in enumerate(zip(pieces, found)):
+        columns = side_by_side_strips(small, *piece) if lanes is not None else []
+        if len(columns) > 1:
+            for first, last in columns:
+                parts.append((piece_index, piece, _strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise,
+                                                               columns=(first, last))))
+        else:
+            parts.append((piece_index, piece, lanes))
+    if all(lanes is None for _, _, lanes in parts):
         raise LaneDetectionError(
             "no lanes with signal were found; give the lanes yourself "
             "(--lane-geometry CSV, or lane_geometry= in Python)"
@@ -96,7 +106,7 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
 
     rows = []
     strip_number = 0
-    for piece_index, ((top, bottom), lanes) in enumerate(zip(pieces, found)):
+    for piece_index, (top, bottom), lanes in parts:
         if lanes is None:
             continue
         strip_number += 1
@@ -131,15 +141,26 @@ def _detect_lanes_by_periodicity(signal, small, residual, factor, n_lanes, strip
         small_strips = [(top // factor, bottom // factor) for top, bottom in given]
     slope = estimate_tilt(residual, max_tilt_deg=max_tilt_deg)
     rows = []
-    for strip_number, (top, bottom) in enumerate(small_strips, start=1):
-        block = residual[top : bottom + 1]
+    strip_number = 0
+    parts = [(index, top, bottom, columns) for index, (top, bottom) in enumerate(small_strips)
+             for columns in side_by_side_strips(small, top, bottom)]
+    for strip_index, top, bottom, (first, last) in parts:
+        strip_number += 1
+        block = residual[top : bottom + 1, first : last + 1]
         y_mid = (top + bottom) / 2.0
         projection = sheared_column_profile(block * _band_row_weights(block)[:, None], slope, y_ref=y_mid - top)
-        _, lefts, rights, empty = _lanes_from_projection(projection, n_lanes=n_lanes, strip=strip_number)
+        try:
+            _, lefts, rights, empty = _lanes_from_projection(projection, n_lanes=n_lanes, strip=strip_number)
+        except LaneDetectionError:
+            if len(parts) == 1 or (strip_number == len(parts) and not rows):
+                raise
+            strip_number -= 1  # a membrane piece without lanes of its own
+            continue
+        lefts, rights = lefts + first, rights + first
         full_top = top * factor
         full_bottom = min(signal.shape[0] - 1, (bottom + 1) * factor - 1)
         if strips is not None:
-            full_top, full_bottom = _check_strips(strips, signal.shape)[strip_number - 1]
+            full_top, full_bottom = _check_strips(strips, signal.shape)[strip_index]
         for lane_number, (left, right, is_empty) in enumerate(zip(lefts, rights, empty), start=1):
             rows.append(
                 {
@@ -985,12 +1006,43 @@ def strip_pieces(small, residual, *, quiet_level=0.08, min_quiet_frac=0.05):
     return [(a, b) for a, b, _ in merged], [a in hard_cuts for a, _, _ in merged[1:]]
 
 
-def _strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise):
-    """Lanes of one strip: (lefts, rights, empty, slope) in working-copy columns, or None."""
+def _strip_lanes(residual, piece, n_lanes, max_tilt_deg, noise, columns=None):
+    """Lanes of one strip: (lefts, rights, empty, slope) in working-copy columns, or None.
+
+    ``columns`` (first, last) limits the strip to those columns (a membrane
+    with another beside it).
+    """
     top, bottom = piece
-    block = residual[top : bottom + 1]
-    if block.shape[0] < 3 or block.max() <= 0:
+    first = 0 if columns is None else int(columns[0])
+    block = residual[top : bottom + 1] if columns is None else residual[top : bottom + 1, first : columns[1] + 1]
+    if block.shape[0] < 3 or block.shape[1] < 8 or block.max() <= 0:
         return None
+    lanes = _block_lanes(block, n_lanes, max_tilt_deg, noise)
+    if lanes is None or not first:
+        return lanes
+    lefts, rights, empty, slope = lanes
+    return lefts + first, rights + first, empty, slope
+
+
+def side_by_side_strips(small, top, bottom):
+    """Column ranges of membranes imaged side by side in rows ``top`` to ``bottom``.
+
+    The columns' membrane level (their 10th percentile) drops where there is
+    no membrane, as the rows' level does between strips one above the other
+    (:func:`detect_strips`, applied to the columns). One range when the rows
+    hold one membrane.
+    """
+    block = small[top : bottom + 1]
+    whole = [(0, block.shape[1] - 1)]
+    if block.shape[0] < 20 or block.shape[1] < 40:
+        return whole
+    columns = detect_strips(block.T, min_gap_frac=0.02, min_strip_frac=0.15)
+    # A single membrane keeps every column: a darker margin is not a reason to drop lanes.
+    return columns if len(columns) > 1 else whole
+
+
+def _block_lanes(block, n_lanes, max_tilt_deg, noise):
+    """Lanes of one strip's residual block; see :func:`_strip_lanes`."""
     slope = estimate_tilt(block, max_tilt_deg=max_tilt_deg)
     profile, _ = band_row_profile(block, slope)
     boundaries, comb_empty, score, whole_cells = comb_lanes(
@@ -1034,9 +1086,9 @@ def _lanes_touch(profile, *, min_lanes_per_run=2.5):
     typical = np.median(widths)
     if widths.max() >= min_lanes_per_run * typical or len(runs) <= 2:
         return True
-    # Lanes parted only by slits (a tenth of a lane or less) are touching bands too.
+    # Lanes parted only by slits (a fifth of a lane or less) are touching bands too.
     gaps = np.array([b[0] - a[1] for a, b in zip(runs[:-1], runs[1:])])
-    return bool(np.median(gaps) < 0.15 * typical)
+    return bool(np.median(gaps) < 0.2 * typical)
 
 
 def _cell_edges(profile, boundaries, noise):

@@ -93,3 +93,21 @@ def test_detected_lanes_can_be_given_back_as_geometry():
     assert np.allclose(found["x_center"], (found["x_left"] + found["x_right"]) / 2)
     again = lanes_from_geometry(found, blot.image.shape)
     assert np.allclose(again["x_left"], found["x_left"])
+
+
+@pytest.mark.parametrize("touching", [False, True])
+def test_membranes_side_by_side_get_their_own_lanes(touching):
+    """Two membranes imaged side by side, offset in height and pitch, with no membrane between."""
+    lane_width = 0.85 if touching else 0.6  # share of the pitch: bands all but touching, or apart
+    left = make_blot(shape=(400, 520), n_lanes=6, lane_width_frac=lane_width, background="flat", dust=0, seed=4)
+    right = make_blot(shape=(400, 430), n_lanes=4, lane_width_frac=lane_width, background="flat", dust=0, seed=5)
+    floor = np.percentile(left.image, 1) * 0.2  # the imager's dark level, far below the membrane
+    image = np.full((440, 1020), floor, np.float64)
+    image[0:400, 0:520] = left.image
+    image[40:440, 590:1020] = right.image
+    found = detect_lanes(image)
+    assert sorted(found["strip"].unique()) == [1, 2]
+    first, second = (found[found["strip"] == s].reset_index(drop=True) for s in (1, 2))
+    _assert_lanes_match(first, left.truth_lanes)
+    shifted = right.truth_lanes.assign(x_center=right.truth_lanes["x_center"] + 590)
+    _assert_lanes_match(second, shifted)
