@@ -34,7 +34,11 @@ from blotquant.pipeline import DEFAULT_BACKGROUND
 from blotquant.bands import is_saturated, lane_profile, saturated_pixel_count
 from blotquant.background import border_median_level
 from blotquant.io import image_from_array, to_signal
-from blotquant.synth import make_blot, random_blot
+from blotquant.synth import make_blot, random_blot, random_hard_blot
+
+#: Blot families: our own generator's, and one made to be harder than the code (widths varying
+#: threefold in a row, tails of their own, faint neighbours, blotches, soft edges, wide margins).
+FAMILIES = {"old": random_blot, "hard": random_hard_blot}
 
 DILUTION = np.array([1.0, 0.5, 0.25, 0.125, 0.0625, 1.0, 0.5, 0.25])
 
@@ -107,8 +111,8 @@ def baseline_boxes(blot_image, result):
 
 
 def score_image(task):
-    seed, methods = task
-    blot = random_blot(seed)
+    seed, methods, family = task
+    blot = FAMILIES[family](seed)
     image = image_from_array(blot.image, name=f"synthetic-{seed}", full_scale=blot.full_scale)
     outcome = {"seed": seed, "lanes_all_found": False, "rows": []}
     start = time.perf_counter()
@@ -125,8 +129,14 @@ def score_image(task):
         if method != DEFAULT_BACKGROUND:
             tables[method] = quantify(image, review=None, background=method,
                                       lane_geometry=result.lanes.drop(columns=["image"])).bands
+    # Band volumes apart from lane finding: the true lanes given, as a careful analyst would draw them.
+    given = true_lane_geometry(blot)
+    given_result = quantify(image, review=None, lane_geometry=given)
+    tables["blotquant, lanes given"] = given_result.bands
+    tables["baseline, lanes given"] = baseline_boxes(image, given_result)
+    identity = {(int(r.strip), int(r.lane)): (int(r.strip), int(r.lane)) for r in blot.truth_lanes.itertuples()}
     for name, bands in tables.items():
-        measured, flagged, used = match_bands(bands, truth, mapping)
+        measured, flagged, used = match_bands(bands, truth, identity if "lanes given" in name else mapping)
         if name == "blotquant":
             outcome["reported"], outcome["spurious"] = len(bands), len(bands) - len(used)
         frame = truth[["strip", "lane", "band_row", "volume", "saturated", "nonspecific"]].copy()
@@ -134,8 +144,25 @@ def score_image(task):
         frame["flagged"] = flagged
         frame["method"] = name
         frame["seed"] = seed
+        frame["family"] = family
         outcome["rows"].append(frame)
     return outcome
+
+
+def true_lane_geometry(blot):
+    """The synthetic blot's true lanes as lane geometry (x at the middle row, lean from the rotation)."""
+    height = blot.image.shape[0]
+    slope = float(np.tan(np.radians(blot.params.get("rotation_deg", 0.0))))
+    lanes = blot.truth_lanes
+    top = lanes["y_top"].clip(0, height - 1).round().astype(int)
+    bottom = lanes["y_bottom"].clip(0, height - 1).round().astype(int)
+    shift = slope * ((top + bottom) / 2.0 - (lanes["y_top"] + lanes["y_bottom"]) / 2.0)
+    width = blot.image.shape[1]
+    return pd.DataFrame({
+        "strip": lanes["strip"], "lane": lanes["lane"],
+        "x_left": (lanes["x_left"] + shift).clip(0, width - 2), "x_right": (lanes["x_right"] + shift).clip(1, width - 1),
+        "y_top": top, "y_bottom": bottom, "slope": slope,
+    })
 
 
 def dilution_deviation(task):
@@ -172,15 +199,9 @@ def summarise(table):
     return out
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=40)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--methods", action="store_true", help="score every background method too")
-    parser.add_argument("--dilution-blots", type=int, default=8, help="dilution-series blots to score")
-    args = parser.parse_args()
-    methods = METHODS if args.methods else ()
-    tasks = [(seed, methods) for seed in range(args.images)]
+def report_family(family, methods, args):
+    """Score one family of random blots and print its figures."""
+    tasks = [(seed, methods, family) for seed in range(args.images)]
     with ProcessPoolExecutor(args.jobs) as pool:
         outcomes = list(pool.map(score_image, tasks))
     failed = [o for o in outcomes if "error" in o]
@@ -188,7 +209,7 @@ def main():
     summary = summarise(table)
     lanes_ok = np.mean([o["lanes_all_found"] for o in outcomes])
     seconds = [o["seconds"] for o in outcomes if "seconds" in o]
-    print(f"synthetic blots: {len(outcomes)} (failed: {len(failed)}), "
+    print(f"\n== family '{family}': {len(outcomes)} synthetic blots (failed: {len(failed)}), "
           f"median quantify time {np.median(seconds):.2f} s")
     for o in failed:
         print(f"  seed {o['seed']}: {o['error']}")
@@ -208,7 +229,21 @@ def main():
         print(f"{method:22s} {figures['median_error']:10.2%} {figures['p90_error']:8.2%} "
               f"{figures['p90_specific']:12.2%} {figures['bands_scored']:6d} {figures['detection_recall']:9.1%} "
               f"{figures['saturation_recall']:11.1%} (of {figures['saturated_bands']})")
+    return summary
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--methods", action="store_true", help="score every background method too")
+    parser.add_argument("--dilution-blots", type=int, default=8, help="dilution-series blots to score")
+    parser.add_argument("--family", nargs="+", choices=sorted(FAMILIES), default=["old", "hard"],
+                        help="blot families to score (default: both)")
+    args = parser.parse_args()
+    methods = METHODS if args.methods else ()
+    for family in args.family:
+        report_family(family, methods, args)
     dilution_methods = ("valley",) + tuple(m for m in methods if m != "valley")
     tasks = [(seed, method) for method in dilution_methods for seed in range(args.dilution_blots)]
     with ProcessPoolExecutor(args.jobs) as pool:

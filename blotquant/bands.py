@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 from scipy.signal import find_peaks, peak_widths
 
 from ._shared import difference_noise_sigma, robust_sigma
-from .background import border_median_level, rubber_band_baseline, valley_baseline
+from .background import beyond_extent_baseline, border_median_level, rubber_band_baseline, valley_baseline
 from .errors import ParameterError
 from .lanes import lane_columns
 
@@ -33,7 +33,8 @@ MIN_SATURATED_PIXELS = 4
 #: A connected patch of this many clipped pixels makes a band saturated whatever its size.
 MIN_CLIPPED_BLOB = 8
 
-_LIMIT_FRACTION = 0.03  # band limit: profile down to 3 % of the band's height
+_WINDOWS = "widen"
+_LIMIT_FRACTION = 0.03
 _DETECTION_COLUMNS = 15  # columns sampled across a lane for the robust profile
 _BORDER_ROWS = 3  # rows above and below a box for the border-median background (LI-COR default)
 
@@ -222,7 +223,9 @@ def measure_band(profile, top, bottom, *, method, lane_pixels=None):
         ball could not follow); ``"border_median"``: median of three rows
         above and below the box; ``"rubber_band"``: lower convex hull of the
         lane profile; ``"valley"``: straight line between the raw profile's
-        values at the limits; ``"none"``.
+        values at the limits; ``"beyond"``: straight line through the raw
+        profile beyond the band's extent (:func:`beyond_extent_baseline`);
+        ``"none"``.
     lane_pixels : LanePixels, optional
         The lane's pixels, needed by ``"border_median"``.
 
@@ -240,6 +243,8 @@ def measure_band(profile, top, bottom, *, method, lane_pixels=None):
         background = profile.background[top : bottom + 1].sum() + valley_baseline(residual, top, bottom).sum()
     elif method == "valley":
         background = valley_baseline(profile.signal, top, bottom).sum()
+    elif method == "beyond":
+        background = beyond_extent_baseline(profile.signal, profile.robust, top, bottom).sum()
     elif method == "rubber_band":
         background = rubber_band_baseline(profile.signal)[top : bottom + 1].sum()
     elif method == "border_median":
@@ -355,6 +360,15 @@ def harmonise_band_windows(profiles, found):
             continue
         extent_above = _weighted_median(above, weights)
         extent_below = _weighted_median(below, weights)
+        # Each band's width at half its height, against the row's: a band
+        # wider than its row (more load, salt, a bubble) gets a window as much
+        # wider, up to threefold; none gets a shorter one.
+        fwhm = np.array([_half_height_width(profiles[l], found[l][b][0]) for l, b in members])
+        row_fwhm = _weighted_median(fwhm, weights)
+        ratio = np.clip(fwhm / max(row_fwhm, 1e-9), 1.0, 3.0)
+        # Widths measured within a quarter of the row's are the row's width plus noise.
+        ratio[ratio < 1.25] = 1.0
+        widening = dict(zip(members, ratio))
         for lane_index, band_index in members:
             profile = profiles[lane_index]
             peaks = [band[0] for band in found[lane_index]]
@@ -367,10 +381,21 @@ def harmonise_band_windows(profiles, found):
             if band_index < len(peaks) - 1:
                 following = peaks[band_index + 1]
                 high_bound = peak + int(np.argmin(profile.robust[peak : following + 1]))
-            top = int(max(low_bound, round(peak - extent_above)))
-            bottom = int(min(high_bound, round(peak + extent_below)))
+            scale = widening[(lane_index, band_index)] if _WINDOWS == "widen" else 1.0
+            own_top, own_bottom = found[lane_index][band_index][1:]
+            # Widened no further than the band's own profile reaches (its fade or
+            # the valley towards a neighbour), never narrower than its row's window.
+            top = int(max(low_bound, min(round(peak - extent_above), max(own_top, round(peak - scale * extent_above)))))
+            bottom = int(min(high_bound, max(round(peak + extent_below),
+                                             min(own_bottom, round(peak + scale * extent_below)))))
             adjusted[lane_index][band_index] = (peak, top, max(top, bottom))
     return adjusted
+
+
+def _half_height_width(profile, peak):
+    """Width (rows) of a band at half its height on the smoothed detection profile."""
+    smoothed = ndi.gaussian_filter1d(profile.robust, 1.5)
+    return float(peak_widths(smoothed, [int(peak)], rel_height=0.5)[0][0])
 
 
 def _weighted_median(values, weights):

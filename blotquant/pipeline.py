@@ -37,7 +37,7 @@ from .review import Review, find_review, load_review
 #: Columns of the bands table, in order (``bands.csv``).
 BAND_COLUMNS = [
     "image", "channel", "strip", "lane", "band", "y", "y_top", "y_bottom", "height", "x_left", "x_right",
-    "volume", "background", "peak", "snr", "overlap", "saturated", "saturated_pixels", "n_pixels",
+    "volume", "volume_sd", "background", "peak", "snr", "overlap", "saturated", "saturated_pixels", "n_pixels",
     "detected", "excluded", "exclusion_reason",
 ]  # fmt: skip
 #: Columns of the lanes table, in order (``lanes.csv``).
@@ -269,6 +269,7 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             shift = lane["slope"] * (y - y_mid)
             noise_volume = profile.noise * np.sqrt(n_pixels)
             snr = float(volume / noise_volume) if noise_volume > 0 else float("inf")
+            volume_sd = _volume_sd(profile, top, bottom, pixels, volume, noise_volume, method)
             if band_rows is None and source == "detected" and snr < min_band_snr:
                 continue
             number += 1
@@ -284,6 +285,7 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
                     "x_left": round(lane["x_left"] + shift, 2),
                     "x_right": round(lane["x_right"] + shift, 2),
                     "volume": volume,
+                    "volume_sd": volume_sd,
                     "background": bg_sum,
                     "peak": float(profile.robust[peak]),
                     "snr": snr,
@@ -296,6 +298,31 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             )
     profiles = {(int(lane["strip"]), int(lane["lane"])): profile for lane, profile in zip(lane_records, lane_profiles)}
     return rows, profiles
+
+
+#: Background estimators whose spread under a band measures how far its background is known.
+_PLAUSIBLE_BACKGROUNDS = ("valley", "beyond", "border_median")
+
+
+def _volume_sd(profile, top, bottom, pixels, volume, noise_volume, method):
+    """Standard uncertainty of a band volume: pixel noise and the spread of plausible backgrounds.
+
+    The pixel noise over the box gives ``noise_volume``; the background
+    under a band is not known better than the estimators users trust
+    disagree, so the sample standard deviation of the volumes under
+    :data:`_PLAUSIBLE_BACKGROUNDS`, the chosen method and the chosen method
+    on a window a quarter taller at each end is added in quadrature.
+    """
+    volumes = [volume] + [measure_band(profile, top, bottom, method=other, lane_pixels=pixels)[0]
+                          for other in _PLAUSIBLE_BACKGROUNDS if other != method]
+    # A window a quarter taller at each end is as plausible a box: what it adds
+    # (a tail, a flank) is as uncertain as the background.
+    reach = max(1, (bottom - top + 1) // 4)
+    wider_top, wider_bottom = max(0, top - reach), min(profile.rows.size - 1, bottom + reach)
+    if method != "none":
+        volumes.append(measure_band(profile, wider_top, wider_bottom, method=method, lane_pixels=pixels)[0])
+    spread = float(np.std(volumes, ddof=1)) if len(volumes) > 1 else 0.0
+    return float(np.hypot(noise_volume, spread))
 
 
 def _overlap(profile, peak, top, bottom):

@@ -155,6 +155,7 @@ def make_blot(
     band_sigma_jitter=0.05,
     tail=0.3,
     tail_length=2.0,
+    tail_jitter=0.0,
     peak=None,
     background="blotchy",
     background_level=0.08,
@@ -225,6 +226,10 @@ def make_blot(
         downwards (an exponentially modified Gaussian).
     tail_length : float
         Decay length of the tail in units of the band sigma.
+    tail_jitter : float
+        Each band's tail fraction varies uniformly by this fraction of
+        ``tail`` (0: every band has ``tail``; 1: anywhere from 0 to twice it),
+        and its decay length by half as much: bands trail each in their own way.
     peak : float, optional
         Noise-free peak of the strongest band as a fraction of full scale
         (the "exposure"). Default 0.6, or 1.8 with ``saturate=True``.
@@ -357,6 +362,51 @@ def make_blot(
         params=params,
         background=bg,
     )
+
+
+def random_hard_blot(seed, **overrides):
+    """Draw a blot from a family made to be harder than blotquant, for honest benchmarks.
+
+    Where :func:`random_blot` draws bands of one row with nearly one width,
+    this family has what real membranes have: band widths varying up to
+    threefold across the lanes of a row, a tail of its own size on each band
+    (up to a third of its signal), faint non-specific bands a few band widths
+    away on most blots, blotchy backgrounds whose blotches reach the peak of
+    weak bands, soft lane edges and wide empty margins.
+
+    Parameters
+    ----------
+    seed : int
+    **overrides
+        Any :func:`make_blot` keyword, fixed instead of drawn.
+
+    Returns
+    -------
+    SyntheticBlot
+
+    Examples
+    --------
+    >>> blot = random_hard_blot(2, shape=(300, 400), dust=0)
+    >>> sigmas = blot.truth_bands.groupby("band_row")["sigma_y"]
+    >>> bool((sigmas.max() / sigmas.min()).max() > 1.5)
+    True
+    """
+    rng = np.random.default_rng([int(seed), 20261202])
+    drawn = {
+        "band_sigma_jitter": 0.5,  # 0.5x to 1.5x: up to threefold within a row
+        "tail": float(rng.uniform(0.1, 0.17)),
+        "tail_jitter": 1.0,  # each band 0 to a third of its signal in its tail
+        "tail_length": float(rng.uniform(1.5, 3.0)),
+        "nonspecific": float(rng.uniform(0.1, 0.3)) if rng.random() < 0.7 else None,
+        # Two to four band widths (FWHM = 2.35 sigma) away: apart, but their flanks meet.
+        "nonspecific_offset": float(rng.uniform(5.0, 9.0)),
+        "background": "blotchy",
+        "background_level": float(rng.uniform(0.1, 0.3)),
+        "lane_edge": float(rng.uniform(0.25, 0.5)),
+        "lane_margin": float(rng.uniform(0.08, 0.25)),
+        "saturate": False,
+    }
+    return random_blot(seed, **{**drawn, **overrides})
 
 
 def random_blot(seed, **overrides):
@@ -493,7 +543,8 @@ _RANGES = {
     "lane_position_jitter": (0.0, 0.3),
     "lane_margin": (0.0, 0.4),
     "lane_edge": (0.01, 1.0),
-    "band_sigma_jitter": (0.0, 0.5),
+    "band_sigma_jitter": (0.0, 0.6),
+    "tail_jitter": (0.0, 1.0),
     "background_level": (0.0, 0.8),
     "read_noise": (0.0, 0.2),
     "smear": (0.0, 1.0),
@@ -674,6 +725,10 @@ def _band_specs(opts, strips, lanes, amount_table, loading, rng):
                 continue
             for d in row_defs:
                 sigma = d["sigma"] * (1 + rng.uniform(-1, 1) * opts["band_sigma_jitter"])
+                tail, tail_length = opts["tail"], opts["tail_length"]
+                if opts["tail_jitter"] > 0:  # drawn only then, so blots without it render as before
+                    tail = min(0.95, tail * (1 + rng.uniform(-1, 1) * opts["tail_jitter"]))
+                    tail_length *= 1 + 0.5 * rng.uniform(-1, 1) * opts["tail_jitter"]
                 v0 = strip["top"] + d["pos"] * strip_h + d["offset_sigma"] * d["sigma"]
                 if not strip["top"] < v0 < strip["bottom"]:
                     raise ParameterError(
@@ -691,7 +746,7 @@ def _band_specs(opts, strips, lanes, amount_table, loading, rng):
                     edge=float(lanes["edge"]), v0=float(v0), u_mid=u_mid, half_span=half_span,
                     smile_px=float(opts["smile"] * strip_h),
                     curvature_px=float(opts["band_curvature"] * sigma), sigma=float(sigma),
-                    tau=float(opts["tail_length"] * sigma), tail=opts["tail"],
+                    tau=float(tail_length * sigma), tail=float(tail),
                     v_min=strip["membrane_top"], v_max=strip["membrane_bottom"], volume_model=0.0,
                 ))
     return specs
