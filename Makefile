@@ -27,6 +27,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/real_blots.py
+	$(PY) benchmarks/spike_in.py --seeds 2
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

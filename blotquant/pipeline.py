@@ -15,6 +15,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks, peak_widths
 
 from . import __version__
+from ._shared import difference_noise_sigma
 from .background import BACKGROUND_METHODS, rolling_ball_background
 from .bands import (
     band_centroid,
@@ -379,20 +380,33 @@ def _ball_intensity_scale(blot, signal):
     return 65535.0 / ceiling
 
 
+#: Band widths below this percentile of the first pass's fit under the ball.
+_RADIUS_WIDTH_PERCENTILE = 50
+
+
 def _auto_radius(signal, lane_table):
-    """Rolling-ball radius: three band heights (FWHM) from a quick first pass."""
+    """Rolling-ball radius: three widths (FWHM) of the wider bands, from a quick first pass.
+
+    The ball must pass under the widest bands, not the typical one: a radius
+    of three median widths cuts into a band twice as wide (load, salt, a
+    bubble) and takes a third of its volume with it. Only peaks that stand
+    clearly out of the profile's own noise are measured, so that noise
+    wiggles, a few rows wide, do not shrink the ball.
+    """
     widths = []
     for lane in lane_table.to_dict("records"):
         rows, first, width = lane_columns(lane, signal.shape)
         columns = np.linspace(0, width - 1, min(9, width)).round().astype(int)
         profile = np.median(signal[rows[:, None], first[:, None] + columns[None, :]], axis=1)
-        profile = profile - np.percentile(profile, 10)
+        # Smoothing with sigma 1 row keeps 0.53 of white noise.
+        noise = 0.53 * difference_noise_sigma(profile)
+        profile = gaussian_filter1d(profile - np.percentile(profile, 10), 1.0)
         if profile.max() <= 0:
             continue
-        peaks, _ = find_peaks(profile, prominence=0.2 * profile.max(), width=1.5)
+        peaks, _ = find_peaks(profile, prominence=max(0.2 * profile.max(), 10.0 * noise), width=1.5)
         if peaks.size:
             widths.extend(peak_widths(profile, peaks, rel_height=0.5)[0].tolist())
-    fwhm = float(np.median(widths)) if widths else 0.02 * signal.shape[0]
+    fwhm = float(np.percentile(widths, _RADIUS_WIDTH_PERCENTILE)) if widths else 0.02 * signal.shape[0]
     return float(np.clip(3.0 * fwhm, 10.0, 0.5 * min(signal.shape)))
 
 
