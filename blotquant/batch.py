@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,9 +82,11 @@ def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, ov
     paths = expand_inputs(inputs)
     out_dir = prepare_output_dir(out_dir, force=force)
     names = _unique_names(paths)
+    overlay_files = _overlay_file_names(paths)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(paths)))
     show = sys.stderr.isatty() if progress is None else progress
-    tasks = [(str(path), name, str(out_dir) if overlays else None, options) for path, name in zip(paths, names)]
+    tasks = [(str(path), name, str(out_dir / overlay) if overlays else None, options)
+             for path, name, overlay in zip(paths, names, overlay_files)]
 
     outcomes = []
     bar = tqdm(total=len(tasks), unit="image", disable=not show, file=sys.stderr)
@@ -93,8 +96,9 @@ def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, ov
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for outcome in pool.map(_quantify_one, tasks):
-                outcomes.append(outcome)
+            futures = [pool.submit(_quantify_one, task) for task in tasks]
+            for task, future in zip(tasks, futures):
+                outcomes.append(_outcome_of(future, task))
                 bar.update()
     bar.close()
 
@@ -132,7 +136,7 @@ def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, ov
             for o in outcomes
         ],
         "outputs": ["bands.csv", "lanes.csv"] + (["failures.csv"] if not failures.empty else [])
-        + ([f"{o['name']}.overlay.png" for o in outcomes if o["ok"]] if overlays else []),
+        + ([Path(task[2]).name for task, o in zip(tasks, outcomes) if o["ok"]] if overlays else []),
     }
     write_json(record, out_dir / "run.json")
     return BatchResult(bands=bands, lanes=lanes, failures=failures, record=record)
@@ -144,7 +148,7 @@ def _quantify_one(task):
     from .overlay import render_overlay
     from .pipeline import quantify
 
-    path, name, overlay_dir, options = task
+    path, name, overlay_path, options = task
     outcome = {"path": path, "name": name, "ok": False}
     try:
         blot = read_image(path, max_pixels=options.get("max_pixels"))
@@ -154,11 +158,11 @@ def _quantify_one(task):
         result = quantify(blot, **options)
         result.bands["image"] = name
         result.lanes["image"] = name
-        if overlay_dir is not None:
+        if overlay_path is not None:
             channel = result.parameters["channels_analysed"][0]
             signal, _ = to_signal(blot.channel(channel), polarity=result.image["polarity"],
                                   full_scale=blot.full_scale)
-            render_overlay(signal, result, Path(overlay_dir) / f"{name}.overlay.png", title=name)
+            render_overlay(signal, result, Path(overlay_path), title=name)
         outcome.update(
             ok=True,
             bands=result.bands,
@@ -180,6 +184,21 @@ def _quantify_one(task):
     return outcome
 
 
+def _outcome_of(future, task):
+    """A worker's outcome, or a failure when its process died under it.
+
+    A worker killed from outside (the out-of-memory killer, a signal) breaks
+    the whole pool: this image and every one not yet finished are reported
+    as failures, while those finished before keep their results.
+    """
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return {"path": task[0], "name": task[1], "ok": False,
+                "error": f"{task[0]}: the worker process quantifying it died (killed, or out of memory); "
+                         "run it again, with fewer --jobs if memory is short"}
+
+
 def geometry_for_image(geometry, name):
     """The rows of a lane-geometry table that belong to one image.
 
@@ -193,6 +212,26 @@ def geometry_for_image(geometry, name):
     if rows.empty:
         raise ParameterError(f"{name}: the lane geometry table has no rows for this image")
     return rows.drop(columns=["image"])
+
+
+def _overlay_file_names(paths):
+    """One overlay file name per input, unique and without a folder part.
+
+    Inputs that share a file name (``day1/blot1.tif``, ``day2/blot1.tif``)
+    get their parent folder's name in front, then a number, so that every
+    overlay lands inside the results folder and none overwrites another.
+    """
+    stems = [path.name for path in paths]
+    if len(set(stems)) < len(stems):
+        parents = [Path(os.path.abspath(path)).parent.name for path in paths]
+        stems = [f"{parent}__{stem}" if stems.count(stem) > 1 and parent else stem
+                 for parent, stem in zip(parents, stems)]
+    seen = {}
+    names = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}~{seen[stem]}")
+    return [f"{name}.overlay.png" for name in names]
 
 
 def _unique_names(paths):

@@ -12,7 +12,7 @@ import warnings
 
 from . import __version__
 from .background import BACKGROUND_METHODS
-from .errors import BlotQuantError
+from .errors import BlotQuantError, ParameterError
 from .io import LossyImageWarning
 
 EXIT_BAD_INPUT = 2
@@ -92,7 +92,12 @@ def main(argv=None):
 
 def _run_quantify(args, command):
     from .batch import quantify_batch
+    from .lanes import MAX_LANES
 
+    if args.lanes is not None and not 1 <= args.lanes <= MAX_LANES:
+        raise ParameterError(f"--lanes must be between 1 and {MAX_LANES}, not {args.lanes}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ParameterError(f"--jobs must be 1 or more, not {args.jobs}")
     channel = args.channel
     if channel is not None and channel.isdigit():
         channel = int(channel)

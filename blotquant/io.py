@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from .errors import ImageReadError, ImageTooLargeError, ParameterError
 from .output import sha256_of_file
@@ -933,8 +934,18 @@ def _build_image(pixels, *, source_format, path, name, sha256, label, error):
             array, names = np.moveaxis(array, -1, 0), ("gray",)
         planes, default = array, tuple(range(array.shape[0]))
     planes = np.ascontiguousarray(planes)
+    if planes.dtype.kind == "f":
+        planes = _fill_non_finite(planes, label, error, notes)
 
     lows, highs = _channel_ranges(planes, label, error, notes)
+    magnitude = float(max(abs(lows.min()), abs(highs.max())))
+    if planes.dtype.kind == "f" and 0 < magnitude < _SMALLEST_FLOAT_RANGE:
+        # Noise and edge tests carry absolute floors far above such values:
+        # quantifying would silently find nothing.
+        raise error(
+            f"{label}: every pixel value is below {_SMALLEST_FLOAT_RANGE:g} in size (largest "
+            f"{_format_value(magnitude)}); export the image in its own units or rescale it"
+        )
     if lows.min() == highs.max():
         raise error(
             f"{label}: blank image: every pixel is {_format_value(lows.min())}; "
@@ -965,6 +976,36 @@ def _build_image(pixels, *, source_format, path, name, sha256, label, error):
         sha256=sha256,
         warnings=tuple(notes),
     )
+
+
+#: Float images whose values all lie closer to 0 than this are refused.
+_SMALLEST_FLOAT_RANGE = 1e-6
+
+
+def _fill_non_finite(planes, label, error, notes):
+    """Float planes with each NaN or infinite pixel set to its nearest finite pixel.
+
+    One undefined pixel (a dead pixel, a division by zero in an export) must
+    not poison every sum it falls in, and the finite pixels' values must not
+    change. Filling from the nearest neighbour keeps a band's local level
+    instead of dragging it to the image's background; the count is reported.
+    """
+    finite = np.isfinite(planes)
+    bad = int(planes.size - np.count_nonzero(finite))
+    if bad == 0:
+        return planes
+    if not finite.any(axis=(1, 2)).all():
+        raise error(f"{label}: a channel holds no finite pixel (all NaN or infinite); "
+                    "check the export, or pick the right file")
+    filled = planes.copy()
+    for index in np.flatnonzero(~finite.all(axis=(1, 2))):
+        # Indices of the nearest finite pixel, for every pixel of the plane.
+        nearest = ndimage.distance_transform_edt(~finite[index], return_distances=False, return_indices=True)
+        filled[index] = planes[index][tuple(nearest)]
+    share = bad / planes.size
+    notes.append(f"{bad} pixel(s) ({share:.2%}) were NaN or infinite; each was set to its nearest "
+                 "finite pixel's value: check the export if this is more than a few")
+    return filled
 
 
 def _drop_alpha(array, notes):

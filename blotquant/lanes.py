@@ -39,6 +39,10 @@ LANE_COLUMNS = ["strip", "lane", "x_center", "x_left", "x_right", "y_top", "y_bo
 _DETECTION_SIZE = 1000  # longer side of the working copy used for detection
 
 
+#: The most lanes per strip blotquant accepts (gels have up to ~100 wells).
+MAX_LANES = 500
+
+
 def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
     """Find the lanes of a blot image automatically.
 
@@ -72,6 +76,10 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
         raise ParameterError(f"detect_lanes needs a 2-D image, got shape {signal.shape}")
     if n_lanes is not None and (int(n_lanes) != n_lanes or n_lanes < 1):
         raise ParameterError(f"the number of lanes must be a positive whole number, got {n_lanes}")
+    if n_lanes is not None and n_lanes > min(MAX_LANES, signal.shape[1] // 3):
+        # A lane needs a few columns to have a profile; a huge count would only hang the search.
+        raise ParameterError(f"{n_lanes} lanes cannot fit an image {signal.shape[1]} px wide "
+                             f"(at most {min(MAX_LANES, signal.shape[1] // 3)}: 3 px per lane, {MAX_LANES} in all)")
     factor = max(1, int(round(max(signal.shape) / _DETECTION_SIZE)))
     small = block_mean(signal, factor)
     residual = _band_residual(small)

@@ -102,6 +102,8 @@ def prepare_output_dir(out_dir, *, force=False):
     OutputExistsError
         If the folder holds results and ``force`` is false, or is a file.
     """
+    if not str(out_dir).strip():
+        raise OutputExistsError("--out is empty: name a results folder, e.g. --out results")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputExistsError(f"{out_dir}: exists and is not a folder; choose another --out")
@@ -112,7 +114,13 @@ def prepare_output_dir(out_dir, *, force=False):
                 f"{out_dir}: already holds results ({', '.join(existing)}); "
                 "pass --force to replace them or choose a new --out folder"
             )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        # Under a file, too long a name, no permission, a full disk: say which.
+        raise OutputExistsError(f"{out_dir}: cannot create the results folder ({error.strerror or error})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise OutputExistsError(f"{out_dir}: the results folder is not writable; choose another --out")
     return out_dir
 
 

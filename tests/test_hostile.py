@@ -1,0 +1,153 @@
+"""Hostile input and faults (issue 9): each promise reproduced from a recipe built here.
+
+Non-finite and vanishing pixels, clashing input names, a worker killed
+mid-batch, and settings that cannot be right.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+import blotquant.batch as batch
+from blotquant.cli import main
+from blotquant.synth import make_blot, save_blot
+
+
+@pytest.fixture(scope="module")
+def float_blot(tmp_path_factory):
+    """A synthetic blot saved as float32, as some analysis exports are."""
+    blot = make_blot(shape=(300, 480), n_lanes=6, seed=3)
+    return blot.image.astype(np.float32)
+
+
+def _quantify(tmp_path, name, image, *extra):
+    path = tmp_path / name
+    tifffile.imwrite(path, image)
+    out = tmp_path / f"out_{name}"
+    code = main(["quantify", str(path), "--out", str(out), "--lanes", "6", "--no-overlay", *extra])
+    return code, out
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_one_non_finite_pixel_changes_nothing_else(float_blot, tmp_path, capsys, bad_value):
+    code, out = _quantify(tmp_path, "clean.tif", float_blot)
+    assert code == 0
+    clean = pd.read_csv(out / "bands.csv")
+    damaged = float_blot.copy()
+    damaged[5, 7] = bad_value  # in the margin, away from every band
+    code, out = _quantify(tmp_path, "damaged.tif", damaged)
+    assert code == 0
+    bands = pd.read_csv(out / "bands.csv")
+    assert len(bands) == len(clean) > 0
+    np.testing.assert_allclose(bands["volume"], clean["volume"], rtol=1e-9)
+    assert "1 pixel(s) (0.00%) were NaN or infinite" in capsys.readouterr().err
+
+
+def test_non_finite_pixel_inside_a_band_gives_a_finite_volume(float_blot, tmp_path):
+    code, out = _quantify(tmp_path, "clean.tif", float_blot, "--band-rows", "100", "200")
+    clean = pd.read_csv(out / "bands.csv")
+    row = clean.iloc[0]
+    damaged = float_blot.copy()
+    damaged[int(row["y"]), int((row["x_left"] + row["x_right"]) / 2)] = np.nan
+    code, out = _quantify(tmp_path, "damaged.tif", damaged, "--band-rows", "100", "200")
+    assert code == 0
+    bands = pd.read_csv(out / "bands.csv")
+    assert np.isfinite(bands["volume"]).all()
+    # One pixel of a band filled from its neighbour: the volume moves by far under 1 %.
+    np.testing.assert_allclose(bands["volume"], clean["volume"], rtol=0.01)
+
+
+@pytest.mark.parametrize("recipe", ["all_nan", "tiny"])
+def test_images_without_usable_values_are_refused_in_one_line(float_blot, tmp_path, capsys, recipe):
+    image = np.full_like(float_blot, np.nan) if recipe == "all_nan" else float_blot * np.float32(1e-30)
+    code, out = _quantify(tmp_path, f"{recipe}.tif", image)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    failures = pd.read_csv(out / "failures.csv")
+    assert len(failures) == 1 and f"{recipe}.tif" in failures["error"][0]
+    assert ("no finite pixel" if recipe == "all_nan" else "below 1e-06") in failures["error"][0]
+
+
+def test_inputs_sharing_a_name_keep_their_overlays_inside_out(tmp_path, monkeypatch):
+    """day1/blot1.tif and day2/blot1.tif, and an input given as ../b/x.tif."""
+    for day in ("day1", "day2", "b"):
+        (tmp_path / "raw" / day).mkdir(parents=True)
+    for seed, day in enumerate(("day1", "day2"), start=1):
+        save_blot(make_blot(shape=(240, 360), n_lanes=4, seed=seed), tmp_path / "raw" / day / "blot1.tif")
+    save_blot(make_blot(shape=(240, 360), n_lanes=4, seed=9), tmp_path / "raw" / "b" / "blot1.tif")
+    # An overlay a person kept beside the raw data must not be touched.
+    kept = tmp_path / "raw" / "day1" / "blot1.tif.overlay.png"
+    kept.write_bytes(b"mine")
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path / "raw" / "day1")
+    inputs = ["blot1.tif", str(tmp_path / "raw" / "day2" / "blot1.tif"), "../b/blot1.tif"]
+    assert main(["quantify", *inputs, "--out", str(out), "--lanes", "4", "--jobs", "1"]) == 0
+    written = {p for p in tmp_path.rglob("*") if p.is_file()} - before
+    assert all(out in p.parents for p in written), sorted(map(str, written))
+    assert kept.read_bytes() == b"mine"
+    overlays = sorted(p.name for p in out.glob("*.overlay.png"))
+    assert overlays == ["b__blot1.tif.overlay.png", "day1__blot1.tif.overlay.png", "day2__blot1.tif.overlay.png"]
+
+
+def _dies_on_doomed(task):
+    if "doomed" in task[0]:
+        os._exit(9)  # as the out-of-memory killer would end a worker
+    return _real_quantify_one(task)
+
+
+_real_quantify_one = batch._quantify_one
+
+
+def test_a_killed_worker_costs_only_the_unfinished_images(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "blots"
+    folder.mkdir()
+    for seed in (1, 2):
+        save_blot(make_blot(shape=(240, 360), n_lanes=4, seed=seed), folder / f"a{seed}.tif")
+    save_blot(make_blot(shape=(240, 360), n_lanes=4, seed=3), folder / "doomed.tif")
+    # Workers are forked, so they run the patched function.
+    monkeypatch.setattr(batch, "_quantify_one", _dies_on_doomed)
+    out = tmp_path / "out"
+    code = main(["quantify", str(folder), "--out", str(out), "--lanes", "4", "--jobs", "2", "--no-overlay"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err and "worker process quantifying it died" in err
+    failures = pd.read_csv(out / "failures.csv")
+    assert any("doomed.tif" in error for error in failures["error"])
+    # Every image is accounted for: finished ones have bands, the rest are failures.
+    bands = pd.read_csv(out / "bands.csv")
+    assert set(bands["image"]) | {os.path.basename(f) for f in failures["file"]} == {"a1.tif", "a2.tif", "doomed.tif"}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--out", ""], "--out is empty"),
+    (["--out", "OUT", "--lanes", "100000"], "--lanes must be between 1 and 500"),
+    (["--out", "OUT", "--lanes", "0"], "--lanes must be between 1 and 500"),
+    (["--out", "OUT", "--jobs", "0"], "--jobs must be 1 or more"),
+    (["--out", "FILE/under"], "cannot create the results folder"),
+])
+def test_settings_that_cannot_be_right_are_refused(tmp_path, capsys, monkeypatch, arguments, message):
+    image = tmp_path / "blot.tif"
+    save_blot(make_blot(shape=(240, 360), n_lanes=4, seed=1), image)
+    (tmp_path / "FILE").write_text("a file, not a folder")
+    arguments = [str(tmp_path / a) if a.startswith(("OUT", "FILE")) else a for a in arguments]
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["quantify", str(image), *arguments]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_lane_count_too_large_for_the_image_is_refused():
+    from blotquant.errors import ParameterError
+    from blotquant.lanes import detect_lanes
+
+    with pytest.raises(ParameterError, match="cannot fit an image 90 px wide"):
+        detect_lanes(np.random.default_rng(0).random((60, 90)), n_lanes=31)
