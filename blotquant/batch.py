@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import BlotQuantError, ParameterError
-from .output import environment_record, prepare_output_dir, write_json, write_table
+from .output import environment_record, locked_output_dir, write_json, write_table
 from .pipeline import BAND_COLUMNS, LANE_TABLE_COLUMNS
 
 #: File endings treated as images when a folder is given.
@@ -77,10 +77,15 @@ def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, ov
     -------
     BatchResult
     """
+    paths = expand_inputs(inputs)
+    with locked_output_dir(out_dir, force=force) as out_dir:
+        return _run_batch(paths, out_dir, jobs=jobs, progress=progress, overlays=overlays, command=command,
+                          options=options)
+
+
+def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options):
     from tqdm import tqdm
 
-    paths = expand_inputs(inputs)
-    out_dir = prepare_output_dir(out_dir, force=force)
     names = _unique_names(paths)
     overlay_files = _overlay_file_names(paths)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(paths)))

@@ -10,7 +10,9 @@ import hashlib
 import json
 import os
 import platform
+import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OutputExistsError
@@ -122,6 +124,89 @@ def prepare_output_dir(out_dir, *, force=False):
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise OutputExistsError(f"{out_dir}: the results folder is not writable; choose another --out")
     return out_dir
+
+
+#: The file that marks a results folder as being written by a running blotquant.
+LOCK_FILE_NAME = ".blotquant.lock"
+
+
+@contextmanager
+def locked_output_dir(out_dir, *, force=False):
+    """Prepare ``out_dir`` (see :func:`prepare_output_dir`) and hold it for one run.
+
+    Two runs into one folder would each find it empty and each report
+    success while one's tables replace the other's. The first run takes a
+    lock file (created exclusively, holding its host and process id); a second
+    run is refused while that process lives. A lock left by a run that was
+    killed (its process is gone) is taken over.
+
+    Yields
+    ------
+    pathlib.Path
+        The results folder.
+
+    Raises
+    ------
+    OutputExistsError
+        If another live run holds the folder, or as for :func:`prepare_output_dir`.
+    """
+    out_dir = prepare_output_dir(out_dir, force=force)
+    lock = out_dir / LOCK_FILE_NAME
+    _take_lock(lock, out_dir)
+    try:
+        # Under the lock, look again: a run that just finished may have filled it.
+        prepare_output_dir(out_dir, force=force)
+        yield out_dir
+    finally:
+        try:
+            lock.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _take_lock(lock, out_dir):
+    owner = f"{socket.gethostname()} {os.getpid()}\n".encode()
+    for _attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _lock_is_stale(lock):
+                try:
+                    lock.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            raise OutputExistsError(
+                f"{out_dir}: another blotquant run is writing into this folder (lock {lock.name}: "
+                f"{_lock_owner(lock)}); wait for it to finish or choose another --out"
+            ) from None
+        except OSError as error:
+            raise OutputExistsError(f"{out_dir}: cannot write into the results folder ({error.strerror})") from None
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(owner)
+        return
+    raise OutputExistsError(f"{out_dir}: could not take the results folder's lock {lock.name}; try again")
+
+
+def _lock_owner(lock):
+    try:
+        return lock.read_text(errors="replace").strip() or "owner unknown"
+    except OSError:
+        return "owner unknown"
+
+
+def _lock_is_stale(lock):
+    """Whether a lock's owner is a process on this host that no longer runs."""
+    parts = _lock_owner(lock).split()
+    if len(parts) != 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False  # another machine's run, or a lock being written: respect it
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def environment_record():

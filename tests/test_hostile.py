@@ -7,6 +7,9 @@ mid-batch, and settings that cannot be right.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -151,3 +154,38 @@ def test_lane_count_too_large_for_the_image_is_refused():
 
     with pytest.raises(ParameterError, match="cannot fit an image 90 px wide"):
         detect_lanes(np.random.default_rng(0).random((60, 90)), n_lanes=31)
+
+
+def test_a_live_run_holds_its_results_folder(tmp_path, capsys):
+    """A second run into a folder that a live run is writing is refused; a dead run's lock is taken over."""
+    from blotquant.output import LOCK_FILE_NAME
+
+    image = tmp_path / "blot.tif"
+    save_blot(make_blot(shape=(240, 360), n_lanes=4, seed=1), image)
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / LOCK_FILE_NAME
+    lock.write_text(f"{socket.gethostname()} {os.getppid()}\n")  # a live process: the test runner's parent
+    assert main(["quantify", str(image), "--out", str(out), "--lanes", "4", "--no-overlay"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another blotquant run is writing into this folder" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE_NAME]
+    # The owner was killed: its lock is stale and the next run takes the folder.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(f"{socket.gethostname()} {dead.pid}\n")
+    assert main(["quantify", str(image), "--out", str(out), "--lanes", "4", "--no-overlay"]) == 0
+    assert not lock.exists() and (out / "bands.csv").exists()
+
+
+def test_two_runs_into_one_new_folder_never_both_succeed(tmp_path):
+    image = tmp_path / "blot.tif"
+    save_blot(make_blot(shape=(240, 360), n_lanes=4, seed=1), image)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "blotquant.cli", "quantify", str(image), "--out", str(out), "--lanes", "4"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert "Traceback" not in refused and ("another blotquant run" in refused or "already holds results" in refused)
