@@ -71,9 +71,31 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+#: First characters that make a spreadsheet read a cell as a formula.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(table):
+    """A copy of ``table`` whose text cells cannot run as spreadsheet formulas.
+
+    A sample id such as ``=HYPERLINK(...)`` or ``@SUM(A1)`` would be run by
+    Excel or LibreOffice when the CSV is opened. Text cells (not numbers)
+    that start with ``= + - @``, a tab or a carriage return get a leading
+    apostrophe, which spreadsheets hide and treat as "this is text".
+    """
+    safe = table.copy()
+    for column in safe.columns:
+        if str(safe[column].dtype) in ("object", "string", "str"):
+            values = safe[column]
+            risky = values.map(lambda value: isinstance(value, str) and value.startswith(_FORMULA_STARTS))
+            if risky.any():
+                safe.loc[risky, column] = "'" + values[risky]
+    return safe
+
+
 def write_table(table, path):
-    """Write a pandas DataFrame as CSV atomically (no index column)."""
-    atomic_write_text(path, table.to_csv(index=False, lineterminator="\n"))
+    """Write a pandas DataFrame as CSV atomically (no index column), text cells spreadsheet-safe."""
+    atomic_write_text(path, spreadsheet_safe(table).to_csv(index=False, lineterminator="\n"))
 
 
 def write_json(obj, path):

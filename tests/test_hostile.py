@@ -189,3 +189,21 @@ def test_two_runs_into_one_new_folder_never_both_succeed(tmp_path):
     assert codes == [0, 2], results
     refused = next(err for code, err in results if code == 2)
     assert "Traceback" not in refused and ("another blotquant run" in refused or "already holds results" in refused)
+
+
+def test_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
+    """An image named like a formula is written with a leading apostrophe; numbers stay numbers."""
+    from blotquant.output import write_table
+
+    image = tmp_path / "=HYPERLINK(1).tif"
+    save_blot(make_blot(shape=(240, 360), n_lanes=4, seed=1), image)
+    out = tmp_path / "out"
+    assert main(["quantify", str(image), "--out", str(out), "--lanes", "4", "--no-overlay"]) == 0
+    text = (out / "bands.csv").read_text()
+    assert "\n'=HYPERLINK(1).tif," in text and "\n=HYPERLINK" not in text
+    table = pd.DataFrame({"sample": ["@SUM(A1)", "+1", "-x", "ok", "\tTAB"], "value": [-1.5, 2.0, -3.0, 4.0, 5.0]})
+    write_table(table, tmp_path / "t.csv")
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert back["sample"].tolist() == ["'@SUM(A1)", "'+1", "'-x", "ok", "'\tTAB"]
+    assert back["value"].tolist() == [-1.5, 2.0, -3.0, 4.0, 5.0]
+    assert table["sample"][0] == "@SUM(A1)"  # the caller's table is untouched
