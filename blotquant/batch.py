@@ -7,6 +7,7 @@ be read or quantified is reported and the batch goes on.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -143,7 +144,9 @@ def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options):
         "outputs": ["bands.csv", "lanes.csv"] + (["failures.csv"] if not failures.empty else [])
         + ([Path(task[2]).name for task, o in zip(tasks, outcomes) if o["ok"]] if overlays else []),
     }
+    previous = _previous_outputs(out_dir)
     write_json(record, out_dir / "run.json")
+    _remove_stale_outputs(out_dir, previous, record["outputs"])
     return BatchResult(bands=bands, lanes=lanes, failures=failures, record=record)
 
 
@@ -187,6 +190,29 @@ def _quantify_one(task):
         outcome["error"] = (f"{path}: could not be quantified ({type(error).__name__}: {error}); "
                             "this is a blotquant bug, please report it with the image")
     return outcome
+
+
+def _previous_outputs(out_dir):
+    """Files the run being replaced (``--force``) listed in its run.json."""
+    try:
+        listed = json.loads((out_dir / "run.json").read_text()).get("outputs", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in listed if isinstance(name, str)]
+
+
+def _remove_stale_outputs(out_dir, previous, current):
+    """Delete what the replaced run wrote and this one did not (an old failures.csv, old overlays).
+
+    Only plain file names that blotquant itself recorded are removed, so a
+    file a person put in the folder is never touched.
+    """
+    for name in set(previous) - set(current):
+        if Path(name).name != name or name.startswith(".") or name == "":
+            continue
+        path = out_dir / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
 
 
 def _outcome_of(future, task):

@@ -207,3 +207,20 @@ def test_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
     assert back["sample"].tolist() == ["'@SUM(A1)", "'+1", "'-x", "ok", "'\tTAB"]
     assert back["value"].tolist() == [-1.5, 2.0, -3.0, 4.0, 5.0]
     assert table["sample"][0] == "@SUM(A1)"  # the caller's table is untouched
+
+
+def test_force_leaves_nothing_of_the_replaced_run(tmp_path):
+    """--force: the old run's failures.csv and overlays go; a file a person put there stays."""
+    folder = tmp_path / "blots"
+    folder.mkdir()
+    save_blot(make_blot(shape=(240, 360), n_lanes=4, seed=1), folder / "good.tif")
+    (folder / "broken.tif").write_bytes(b"not a tiff")
+    out = tmp_path / "out"
+    assert main(["quantify", str(folder), "--out", str(out), "--lanes", "4", "--jobs", "1"]) == 2
+    assert (out / "failures.csv").exists() and (out / "good.tif.overlay.png").exists()
+    (out / "my_notes.txt").write_text("mine")
+    (folder / "broken.tif").unlink()
+    (folder / "good.tif").rename(folder / "renamed.tif")
+    assert main(["quantify", str(folder), "--out", str(out), "--lanes", "4", "--jobs", "1", "--force"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["bands.csv", "lanes.csv", "my_notes.txt", "renamed.tif.overlay.png", "run.json"]
