@@ -77,6 +77,10 @@ class QuantResult:
     profiles: dict = field(default_factory=dict, repr=False)
 
 
+#: Images narrower or shorter than this hold no lane with a band and a background.
+MIN_IMAGE_SIDE = 16
+
+
 def quantify(
     image,
     *,
@@ -150,6 +154,10 @@ def quantify(
     QuantResult
     """
     blot = _as_blot_image(image, max_pixels=max_pixels)
+    height, width = blot.data.shape[1:]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise ParameterError(f"{blot.name}: the image is {width} x {height} px; a blot needs at least "
+                             f"{MIN_IMAGE_SIDE} px each way to hold a lane and a band")
     method = DEFAULT_BACKGROUND if background == "auto" else background
     if method not in BACKGROUND_METHODS:
         raise ParameterError(f"unknown background method {background!r}; choose one of {', '.join(BACKGROUND_METHODS)}")

@@ -224,3 +224,19 @@ def test_force_leaves_nothing_of_the_replaced_run(tmp_path):
     assert main(["quantify", str(folder), "--out", str(out), "--lanes", "4", "--jobs", "1", "--force"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == ["bands.csv", "lanes.csv", "my_notes.txt", "renamed.tif.overlay.png", "run.json"]
+
+
+def test_slivers_are_refused_and_tall_overlays_stay_small(tmp_path, capsys):
+    """A 2 x 1000 px image is refused in one line; a tall thin blot's overlay has a bounded canvas."""
+    from PIL import Image
+
+    sliver = tmp_path / "sliver.tif"
+    tifffile.imwrite(sliver, np.random.default_rng(0).integers(0, 60000, (1000, 2), dtype=np.uint16))
+    code = main(["quantify", str(sliver), "--out", str(tmp_path / "a")])
+    assert code == 2
+    assert "the image is 2 x 1000 px; a blot needs at least 16 px" in capsys.readouterr().err
+    tall = make_blot(shape=(1600, 120), n_lanes=1, seed=2)
+    save_blot(tall, tmp_path / "tall.tif")
+    assert main(["quantify", str(tmp_path / "tall.tif"), "--out", str(tmp_path / "b"), "--lanes", "1"]) == 0
+    with Image.open(tmp_path / "b" / "tall.tif.overlay.png") as overlay:
+        assert max(overlay.size) <= 16.5 * 150
