@@ -25,6 +25,15 @@ WINDOW_COLOUR = "#f2c14e"
 FLAG_COLOUR = "#c00000"
 
 
+def plain_text(text):
+    """``text`` with every ``$`` escaped, so matplotlib draws names as written.
+
+    Matplotlib reads text between two ``$`` as mathtext and refuses to draw
+    invalid mathtext (``$x^$``); a sample, group or target name is never math.
+    """
+    return str(text).replace("$", r"\$")
+
+
 def group_colours(groups, control_group):
     """A stable colour per group: grey for the control, distinct colours for the others."""
     treated = [g for g in groups if g != control_group]
@@ -38,9 +47,9 @@ def value_label(target_rows):
     first = target_rows.iloc[0]
     kind = str(first.get("value_kind", "normalised"))
     if kind.startswith("ratio_to_total"):
-        label = f"{first['target']} / {first['total_target']}"
+        label = f"{plain_text(first['target'])} / {plain_text(first['total_target'])}"
     else:
-        label = f"{first['target']} / loading"
+        label = f"{plain_text(first['target'])} / loading"
     return label + (" (relative to calibrator)" if kind.endswith("/calibrator") else " (normalised)")
 
 
@@ -105,7 +114,7 @@ def plot_timecourse(target, timecourse, normalized, *, control_group, kinetics=N
         axes.errorbar(means["nominal_min"], means["mean"], yerr=means["sem"], color=colours[group],
                       lw=1.6, marker="o", ms=5, capsize=3, zorder=4)
         handles.append(Line2D([], [], color=colours[group], marker="o", lw=1.6,
-                              label=f"{group} (mean ± SEM)"))
+                              label=f"{plain_text(group)} (mean ± SEM)"))
     handles.append(Line2D([], [], color="0.4", marker="o", lw=0, alpha=0.55, ms=4,
                           label="animals at real time"))
 
@@ -117,7 +126,7 @@ def plot_timecourse(target, timecourse, normalized, *, control_group, kinetics=N
             axes.scatter(hits["x"], hits["value"], s=90, facecolors="none", edgecolors=FLAG_COLOUR, lw=1.4,
                          zorder=5)
             for _, row in hits.iterrows():  # a handful of labels
-                axes.annotate(str(row["sample_id"]), (row["x"], row["value"]), xytext=(5, 4),
+                axes.annotate(plain_text(row["sample_id"]), (row["x"], row["value"]), xytext=(5, 4),
                               textcoords="offset points", fontsize=7, color=FLAG_COLOUR, zorder=6)
             handles.append(Line2D([], [], marker="o", lw=0, markerfacecolor="none",
                                   markeredgecolor=FLAG_COLOUR, ms=9, label="flagged (see flags)"))
@@ -126,13 +135,14 @@ def plot_timecourse(target, timecourse, normalized, *, control_group, kinetics=N
     control_times = set(summary.loc[summary["group"] == control_group, "nominal_min"])
     unmatched = sorted(set(summary.loc[summary["group"] != control_group, "nominal_min"]) - control_times)
     for minutes in unmatched:
-        axes.annotate(f"no {control_group}", (minutes, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
+        axes.annotate(f"no {plain_text(control_group)}", (minutes, 0), xycoords=("data", "axes fraction"),
+                      xytext=(0, 4),
                       textcoords="offset points", ha="center", fontsize=7, color="0.35")
 
     reference = "infusion end" if time_reference == "infusion_end" else "dose"
     axes.set_xlabel(f"minutes after {reference}")
-    axes.set_ylabel(value_label(animals) if not animals.empty else target)
-    axes.set_title(target)
+    axes.set_ylabel(value_label(animals) if not animals.empty else plain_text(target))
+    axes.set_title(plain_text(target))
     if x_max > 600:
         axes.set_xscale("symlog", linthresh=30)
     axes.set_xlim(left=min(0.0, float(times.min()) if times.size else 0.0) - 0.02 * x_max)

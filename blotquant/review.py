@@ -26,6 +26,7 @@ review when it finds one and refuses it when the image's hash differs.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -112,6 +113,8 @@ def load_review(path):
         raise ReviewError(f"{path}: review file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ReviewError(f"{path}: not a readable review file ({error}); fix or delete it") from None
+    except RecursionError:
+        raise ReviewError(f"{path}: not a readable review file (nested too deep); fix or delete it") from None
     if not isinstance(data, dict) or data.get("format") != REVIEW_FORMAT:
         raise ReviewError(f"{path}: not a blotquant review (missing \"format\": \"{REVIEW_FORMAT}\")")
     if data.get("version") != REVIEW_VERSION:
@@ -132,7 +135,7 @@ def load_review(path):
             notes=str(data.get("notes", "")),
             path=path,
         )
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as error:
         raise ReviewError(f"{path}: malformed review entry ({error!s}); fix or delete the file") from None
     return review
 
@@ -165,17 +168,27 @@ def save_review(review, image_path, *, now=None):
     return path, previous
 
 
+def _finite(value, what):
+    """``value`` as a finite float; Python's json reads NaN and Infinity, which no lane edge can be."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{what} is {value!r}, not a finite number")
+    return number
+
+
 def _check_lanes(lanes):
     if lanes is None:
         return None
     checked = []
     for entry in lanes:
-        item = {"strip": int(entry.get("strip", 1)), "lane": int(entry["lane"]),
-                "x_left": float(entry["x_left"]), "x_right": float(entry["x_right"])}
+        lane = int(entry["lane"])
+        item = {"strip": int(entry.get("strip", 1)), "lane": lane,
+                "x_left": _finite(entry["x_left"], f"x_left of lane {lane}"),
+                "x_right": _finite(entry["x_right"], f"x_right of lane {lane}")}
         for key in ("y_top", "y_bottom"):
             if entry.get(key) is not None:
                 item[key] = int(entry[key])
-        item["slope"] = float(entry.get("slope", 0.0))
+        item["slope"] = _finite(entry.get("slope", 0.0), f"slope of lane {lane}")
         checked.append(item)
     return checked
 

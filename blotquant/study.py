@@ -12,6 +12,7 @@ shifted or turned), then normalises, times, summarises, flags, plots and reports
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import re
@@ -51,7 +52,7 @@ from .normalise import (
     normalise_lane_signals,
     sample_values,
 )
-from .output import environment_record, prepare_output_dir, sha256_of_file, write_json, write_table
+from .output import environment_record, locked_output_dir, sha256_of_file, write_json, write_table
 from .statistics import P_ADJUST_METHODS, calibrator_linear_range, peak_and_return, summarise_timecourse
 from .timing import TIME_REFERENCES, collection_drift, post_dose_minutes
 
@@ -86,6 +87,12 @@ DEFAULT_THRESHOLDS = {
 _QUANTIFY_KEYS = {"background": str, "polarity": str, "max_pixels": int, "min_snr": (int, float),
                   "band_rows_mode": str}
 _STATISTICS_KEYS = {"p_adjust": str, "bootstrap": int, "seed": int}
+#: Upper limits that keep a typo (``bootstrap = 2000000000``, lane ``1e20``) from hanging or overflowing a run.
+MAX_BOOTSTRAP = 1_000_000
+MAX_SEED = 2**32 - 1
+MAX_LANE = 1000
+#: Longest sample, group, blot or target name; longer is a pasting accident, and unreadable in plots.
+MAX_NAME_LENGTH = 200
 
 
 # ---------------------------------------------------------------------------
@@ -153,6 +160,24 @@ def _csv_row(index):
     return int(index) + 2
 
 
+def _check_field_counts(path):
+    """Refuse a row with more cells than the header, naming its row.
+
+    pandas would either stop with a C-parser message or, when the first data row
+    is the long one, silently turn the first column into an index and shift
+    every column by one.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        header = next(reader, None)
+        if header is None:
+            return
+        for fields in reader:
+            if len(fields) > len(header):
+                raise StudyError(f"{Path(path).name}: row {reader.line_num}: {len(fields)} cells but the header "
+                                 f"has {len(header)}; remove the extra commas or quote cells that contain one")
+
+
 def read_table(path, *, required, what, noun):
     """Read a CSV file as text cells, with stripped headers and values.
 
@@ -162,11 +187,15 @@ def read_table(path, *, required, what, noun):
         If the file is missing, unreadable, empty, or lacks a required column.
     """
     try:
+        _check_field_counts(path)
         table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
                             skipinitialspace=True)
     except FileNotFoundError:
         raise StudyError(f"{path}: file not found; fix the {what} path in study.toml") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # a folder, no permission, a name too long
+        raise StudyError(f"{path}: cannot be opened ({exc.strerror or exc}); fix the {what} path in "
+                         "study.toml") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
         raise StudyError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]}); "
                          "save it as comma-separated UTF-8 text") from None
     table.columns = [str(c).strip() for c in table.columns]
@@ -189,6 +218,14 @@ def _first_bad(mask):
     return None if hits.empty else hits.index[0]
 
 
+def _check_name_lengths(table, columns, path):
+    for column in columns:
+        bad = _first_bad(table[column].str.len() > MAX_NAME_LENGTH)
+        if bad is not None:
+            raise StudyError(f"{path.name}: row {_csv_row(bad)}: {column} is {len(table.at[bad, column])} "
+                             f"characters long; names must be at most {MAX_NAME_LENGTH} characters")
+
+
 def _require_filled(table, columns, path):
     for column in columns:
         bad = _first_bad(table[column] == "")
@@ -196,7 +233,8 @@ def _require_filled(table, columns, path):
             raise StudyError(f"{path.name}: row {_csv_row(bad)}: {column} is empty; fill it in")
 
 
-def _parse_numbers(table, column, path, *, minimum=None, integer=False, allow_empty=False, hint=""):
+def _parse_numbers(table, column, path, *, minimum=None, maximum=None, integer=False, allow_empty=False,
+                   hint=""):
     """Convert a text column to numbers, naming the first bad row."""
     text = table[column]
     values = pd.to_numeric(text, errors="coerce")
@@ -205,11 +243,15 @@ def _parse_numbers(table, column, path, *, minimum=None, integer=False, allow_em
     bad = _first_bad(values.isna() & ((text != "") | (not allow_empty)))
     if bad is None and minimum is not None:
         bad = _first_bad(values < minimum)
+    if bad is None and maximum is not None:
+        bad = _first_bad(values > maximum)
     if bad is None and integer:
         bad = _first_bad(values.notna() & (values != values.round()))
     if bad is not None:
         kind = "a whole number" if integer else "a number"
         limit = f" >= {minimum:g}" if minimum is not None else ""
+        if maximum is not None:
+            limit += f" and <= {maximum:g}"
         raise StudyError(f"{path.name}: row {_csv_row(bad)}: {column} is {text[bad]!r}, not {kind}{limit}; "
                          f"write {kind}{limit}{hint}")
     return values
@@ -268,6 +310,7 @@ def read_samples(path, *, control_group=None):
         raise StudyError(f"{path.name}: row 1: column {clashing[0]!r} is a name blotquant uses for its results; "
                          f"rename it (e.g. '{clashing[0]}_note')")
     _require_filled(samples, ("sample_id", "subject", "group"), path)
+    _check_name_lengths(samples, ("sample_id", "subject", "group"), path)
     duplicate = _first_bad(samples["sample_id"].duplicated())
     if duplicate is not None:
         first = _first_bad(samples["sample_id"] == samples.loc[duplicate, "sample_id"])
@@ -302,10 +345,11 @@ def read_layout(path, *, samples):
     path = Path(path)
     layout = read_table(path, required=LAYOUT_COLUMNS, what="layout", noun="lane")
     _require_filled(layout, ("blot", "lane", "sample_id"), path)
-    layout["lane"] = _parse_numbers(layout, "lane", path, minimum=1, integer=True,
+    _check_name_lengths(layout, ("blot", "sample_id"), path)
+    layout["lane"] = _parse_numbers(layout, "lane", path, minimum=1, maximum=MAX_LANE, integer=True,
                                     hint=" (lanes are counted from 1, left to right)").astype(int)
     if "strip" in layout:
-        layout["strip"] = _parse_numbers(layout, "strip", path, minimum=1, integer=True,
+        layout["strip"] = _parse_numbers(layout, "strip", path, minimum=1, maximum=MAX_LANE, integer=True,
                                          hint=" (strips are counted from 1, top to bottom)").astype(int)
     else:
         layout["strip"] = 1
@@ -331,6 +375,12 @@ def read_layout(path, *, samples):
     return layout
 
 
+def _short(text, limit=120):
+    """``text`` cut to ``limit`` characters, so a pasted essay cannot flood an error line."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _image_entries(document, folder, study_name):
     """Check the ``[[image]]`` tables and return them as a table."""
     entries = document.get("image")
@@ -343,7 +393,7 @@ def _image_entries(document, folder, study_name):
         if not isinstance(entry, dict):
             raise StudyError(f"{where}: must be a table; write [[image]] followed by key = value lines")
         if "file" in entry:
-            where += f" ({entry['file']})"
+            where += f" ({_short(entry['file'])})"
         unknown = sorted(set(entry) - _IMAGE_KEYS)
         if unknown:
             raise StudyError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys are "
@@ -354,6 +404,10 @@ def _image_entries(document, folder, study_name):
         for key in ("file", "target", "role"):
             if not isinstance(entry[key], str) or not entry[key].strip():
                 raise StudyError(f"{where}: {key} must be a non-empty text in quotes")
+        for key in ("blot", "target", "total"):
+            if len(str(entry.get(key, ""))) > MAX_NAME_LENGTH:
+                raise StudyError(f"{where}: {key} is {len(str(entry[key]))} characters long; names must be at "
+                                 f"most {MAX_NAME_LENGTH} characters")
         if entry["role"] not in IMAGE_ROLES:
             raise StudyError(f"{where}: role {entry['role']!r} is unknown; use one of {', '.join(IMAGE_ROLES)}")
         band_rows = entry["band_rows"]
@@ -376,8 +430,13 @@ def _image_entries(document, folder, study_name):
         if channel is not None and (isinstance(channel, bool) or not isinstance(channel, (int, str))):
             raise StudyError(f"{where}: channel must be a channel number (from 0) or name")
         path = (folder / entry["file"]).resolve() if not Path(entry["file"]).is_absolute() else Path(entry["file"])
-        if not path.is_file():
-            raise StudyError(f"{where}: image file {entry['file']!r} does not exist (looked for {path}); "
+        try:
+            found = path.is_file()
+        except OSError:  # e.g. a file name longer than the system allows
+            found = False
+        if not found:
+            raise StudyError(f"{where}: image file {_short(entry['file'])!r} does not exist (looked for "
+                             f"{_short(path, 300)}); "
                              "fix the path, relative to the study file")
         rows.append({"number": number, "file": entry["file"], "path": path, "blot": str(entry["blot"]),
                      "target": entry["target"].strip(), "role": entry["role"], "band_top": band_rows[0],
@@ -432,7 +491,21 @@ def _typed_table(document, key, allowed, study_name):
         expected = allowed[name]
         if isinstance(value, bool) or not isinstance(value, expected):
             raise StudyError(f"{study_name}: [{key}] {name} = {value!r} has the wrong type; fix the value")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise StudyError(f"{study_name}: [{key}] {name} = {value!r} is not a finite number; write a number")
     return dict(table)
+
+
+def _non_finite(value, key=""):
+    """``(key, value)`` of the first NaN or infinite float in a TOML value, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        found = _non_finite(item, key if isinstance(name, int) else name)
+        if found is not None:
+            return found
+    return None
 
 
 def load_study(study_file):
@@ -463,8 +536,14 @@ def load_study(study_file):
         raise StudyError(f"{path}: study file not found; give the path of the study's .toml file") from None
     except UnicodeDecodeError:
         raise StudyError(f"{path}: is not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise StudyError(f"{path}: cannot be opened ({exc.strerror or exc}); give the path of the study's "
+                         ".toml file") from None
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{name}: not valid TOML ({exc}); fix the syntax") from None
+    except RecursionError:
+        raise StudyError(f"{name}: could not read the study file: arrays or tables are nested too deep; "
+                         "fix the syntax") from None
     unknown = sorted(set(document) - _STUDY_KEYS)
     if unknown:
         raise StudyError(f"{name}: unknown key(s) {', '.join(unknown)}; "
@@ -472,6 +551,9 @@ def load_study(study_file):
     for key in ("control_group", "samples", "layout"):
         if not isinstance(document.get(key), str) or not document[key].strip():
             raise StudyError(f"{name}: {key} is missing; add {key} = \"...\" at the top of the file")
+    if len(document["control_group"]) > MAX_NAME_LENGTH:
+        raise StudyError(f"{name}: control_group is {len(document['control_group'])} characters long; names must "
+                         f"be at most {MAX_NAME_LENGTH} characters")
     time_reference = document.get("time_reference")
     if time_reference is not None and time_reference not in TIME_REFERENCES:
         raise StudyError(f"{name}: time_reference = {time_reference!r}; write \"dose_start\" or \"infusion_end\"")
@@ -485,24 +567,55 @@ def load_study(study_file):
 
     thresholds = dict(DEFAULT_THRESHOLDS)
     thresholds.update(_typed_table(document, "thresholds", {k: (int, float) for k in DEFAULT_THRESHOLDS}, name))
+    for key, value in thresholds.items():
+        # Every limit is a size, a fraction or a p-value: a negative one would flag everything or nothing.
+        if value < 0:
+            raise StudyError(f"{name}: [thresholds] {key} = {value!r} is negative; write a number >= 0")
     quantify_options = _typed_table(document, "quantify", _QUANTIFY_KEYS, name)
+    if quantify_options.get("min_snr", 0) < 0:
+        raise StudyError(f"{name}: [quantify] min_snr = {quantify_options['min_snr']!r} is negative; write a "
+                         "number of noise sigmas >= 0 (e.g. 4)")
     statistics_options = _typed_table(document, "statistics", _STATISTICS_KEYS, name)
     p_adjust = statistics_options.get("p_adjust", "holm")
+    bootstrap = statistics_options.get("bootstrap", 2000)
+    if not 1 <= bootstrap <= MAX_BOOTSTRAP:
+        raise StudyError(f"{name}: [statistics] bootstrap = {bootstrap}; write a whole number of resamples "
+                         f"between 1 and {MAX_BOOTSTRAP} (e.g. 2000)")
+    seed = statistics_options.get("seed", 0)
+    if not 0 <= seed <= MAX_SEED:
+        raise StudyError(f"{name}: [statistics] seed = {seed}; write a whole number between 0 and {MAX_SEED}")
     if p_adjust not in P_ADJUST_METHODS:
         raise StudyError(f"{name}: [statistics] p_adjust = {p_adjust!r}; write \"holm\" or \"bh\"")
     kinetics_file = document.get("kinetics_file")
     overrides = document.get("kinetics", {})
     if not isinstance(overrides, dict):
         raise StudyError(f"{name}: kinetics must be tables like [kinetics.\"p-mTOR\"]")
-    expected = load_expected_kinetics(folder / kinetics_file if kinetics_file else None,
-                                      overrides=overrides, overrides_source=name)
+    for target, override in overrides.items():
+        bad = _non_finite(override)
+        if bad is not None:
+            raise StudyError(f"{name}: [kinetics.\"{target}\"] {bad[0]} = {bad[1]!r} is not a finite number; "
+                             "write minutes after the dose")
+    kinetics_path = folder / kinetics_file if kinetics_file else None
+    try:
+        expected = load_expected_kinetics(kinetics_path, overrides=overrides, overrides_source=name)
+    except RecursionError:
+        raise StudyError(f"{kinetics_path}: could not read the kinetics file: nested too deep; "
+                         "fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{kinetics_path}: cannot be read as a UTF-8 kinetics file ({exc}); "
+                         "fix kinetics_file") from None
+    # A kinetics file's own NaN reads as "not given"; an infinite time, or no onset, is never meant.
+    numeric = expected[["onset_min", "peak_first_min", "peak_last_min", "baseline_min"]].astype(float)
+    bad = _first_bad(np.isinf(numeric).any(axis=1) | numeric["onset_min"].isna())
+    if bad is not None:
+        raise StudyError(f"{expected.at[bad, 'origin']}: expected kinetics of {expected.at[bad, 'target']!r}: "
+                         "a time is infinite or onset_min is not a number; write minutes after the dose")
     return Study(
         path=path, name=str(document.get("name") or folder.name), description=str(document.get("description", "")),
         time_reference=time_reference or "dose_start", time_reference_given=time_reference is not None,
         control_group=document["control_group"], samples=samples, layout=layout, images=images,
         expected_kinetics=expected, thresholds=thresholds, quantify_options=quantify_options,
-        p_adjust=p_adjust, bootstrap=int(statistics_options.get("bootstrap", 2000)),
-        seed=int(statistics_options.get("seed", 0)),
+        p_adjust=p_adjust, bootstrap=int(bootstrap), seed=int(seed),
         input_files={"study": path, "samples": samples_path, "layout": layout_path},
     )
 
@@ -736,6 +849,7 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
     """
     from .io import read_image, to_signal
     from .overlay import render_overlay
+    from .plots import plain_text
     from .pipeline import quantify
 
     options = dict(quantify_options)
@@ -814,7 +928,7 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
             overlay = f"{safe_file_stem(entry['blot'])}_{safe_file_stem(entry['target'])}.overlay.png"
             signal, _ = to_signal(plane, polarity=result.image["polarity"], full_scale=image.full_scale)
             render_overlay(signal, result, Path(overlay_dir) / overlay,
-                           title=f"{entry['file']}: {entry['target']} (blot {entry['blot']})")
+                           title=plain_text(f"{entry['file']}: {entry['target']} (blot {entry['blot']})"))
         study_columns = {"file": entry["file"], "blot": entry["blot"], "target": entry["target"],
                          "role": entry["role"], "total_target": entry["total_target"]}
         band_tables.append(result.bands.assign(**study_columns)[[*study_columns, *result.bands.columns]])
@@ -1113,8 +1227,8 @@ def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True, ove
         An image cannot be read or quantified, or ``out_dir`` holds results.
     """
     study = load_study(study_file)
-    out_dir = prepare_output_dir(out_dir, force=force)
-    bands, lanes, records = quantify_study_images(study, jobs=jobs, progress=progress,
-                                                  overlay_dir=out_dir / "overlays" if overlays else None)
-    result = analyse_study(study, bands, lanes=lanes, images=records)
-    return write_study_outputs(result, out_dir)
+    with locked_output_dir(out_dir, force=force) as out_dir:
+        bands, lanes, records = quantify_study_images(study, jobs=jobs, progress=progress,
+                                                      overlay_dir=out_dir / "overlays" if overlays else None)
+        result = analyse_study(study, bands, lanes=lanes, images=records)
+        return write_study_outputs(result, out_dir)

@@ -240,3 +240,16 @@ def test_slivers_are_refused_and_tall_overlays_stay_small(tmp_path, capsys):
     assert main(["quantify", str(tmp_path / "tall.tif"), "--out", str(tmp_path / "b"), "--lanes", "1"]) == 0
     with Image.open(tmp_path / "b" / "tall.tif.overlay.png") as overlay:
         assert max(overlay.size) <= 16.5 * 150
+
+
+def test_a_study_holds_its_results_folder_too(tmp_path, capsys):
+    from pathlib import Path
+
+    from blotquant.output import LOCK_FILE_NAME
+
+    out = tmp_path / "study_out"
+    out.mkdir()
+    (out / LOCK_FILE_NAME).write_text(f"{socket.gethostname()} {os.getppid()}\n")
+    study = Path(__file__).resolve().parents[1] / "sample_data" / "study.toml"
+    assert main(["study", str(study), "--out", str(out)]) == 2
+    assert "another blotquant run is writing into this folder" in capsys.readouterr().err
