@@ -226,7 +226,7 @@ def _lock_is_stale(lock):
         os.kill(int(parts[1]), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
+    except PermissionError:  # alive, owned by another user
         return False
     return False
 

@@ -40,7 +40,7 @@ def render_overlay(signal, result, path, *, title=None):
     # 8 inches wide, but no side over 16: a 2 x 1000 px sliver must not ask for a 20 GB canvas.
     aspect = height / width
     size = (8.0, 8.0 * aspect) if aspect <= 2 else (max(16.0 / aspect, 1.0), 16.0)
-    figure = Figure(figsize=(min(size[0], 16.0), size[1] + 0.5), dpi=150)
+    figure = Figure(figsize=(size[0], size[1] + 0.5), dpi=150)
     axes = figure.add_axes((0, 0, 1, 0.95 if title else 1))
     # Bands are drawn dark on light, as most people read blots.
     axes.imshow(shown, cmap="gray_r", vmin=low, vmax=high if high > low else low + 1,

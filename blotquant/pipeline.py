@@ -388,18 +388,13 @@ def _ball_intensity_scale(blot, signal):
     return 65535.0 / ceiling
 
 
-#: Band widths below this percentile of the first pass's fit under the ball.
-_RADIUS_WIDTH_PERCENTILE = 50
-
-
 def _auto_radius(signal, lane_table):
-    """Rolling-ball radius: three widths (FWHM) of the wider bands, from a quick first pass.
+    """Rolling-ball radius: three band heights (FWHM) from a quick first pass.
 
-    The ball must pass under the widest bands, not the typical one: a radius
-    of three median widths cuts into a band twice as wide (load, salt, a
-    bubble) and takes a third of its volume with it. Only peaks that stand
-    clearly out of the profile's own noise are measured, so that noise
-    wiggles, a few rows wide, do not shrink the ball.
+    Only peaks that stand 10 noise sigmas out of the lane profile are
+    measured: on a real chemiluminescence capture the noise wiggles, a few
+    rows wide, outnumber the bands, and a ball sized from them (about 10 px)
+    rolls into wide bands and takes a third of their volume.
     """
     widths = []
     for lane in lane_table.to_dict("records"):
@@ -414,7 +409,7 @@ def _auto_radius(signal, lane_table):
         peaks, _ = find_peaks(profile, prominence=max(0.2 * profile.max(), 10.0 * noise), width=1.5)
         if peaks.size:
             widths.extend(peak_widths(profile, peaks, rel_height=0.5)[0].tolist())
-    fwhm = float(np.percentile(widths, _RADIUS_WIDTH_PERCENTILE)) if widths else 0.02 * signal.shape[0]
+    fwhm = float(np.median(widths)) if widths else 0.02 * signal.shape[0]
     return float(np.clip(3.0 * fwhm, 10.0, 0.5 * min(signal.shape)))
 
 

@@ -53,6 +53,7 @@ from .normalise import (
     sample_values,
 )
 from .output import environment_record, locked_output_dir, sha256_of_file, write_json, write_table
+from .lanes import MAX_LANES
 from .statistics import P_ADJUST_METHODS, calibrator_linear_range, peak_and_return, summarise_timecourse
 from .timing import TIME_REFERENCES, collection_drift, post_dose_minutes
 
@@ -87,10 +88,10 @@ DEFAULT_THRESHOLDS = {
 _QUANTIFY_KEYS = {"background": str, "polarity": str, "max_pixels": int, "min_snr": (int, float),
                   "band_rows_mode": str}
 _STATISTICS_KEYS = {"p_adjust": str, "bootstrap": int, "seed": int}
-#: Upper limits that keep a typo (``bootstrap = 2000000000``, lane ``1e20``) from hanging or overflowing a run.
+#: Upper limits that keep a typo (``bootstrap = 2000000000``) from hanging or overflowing a run;
+#: lanes and strips share :data:`blotquant.lanes.MAX_LANES` with ``--lanes``.
 MAX_BOOTSTRAP = 1_000_000
 MAX_SEED = 2**32 - 1
-MAX_LANE = 1000
 #: Longest sample, group, blot or target name; longer is a pasting accident, and unreadable in plots.
 MAX_NAME_LENGTH = 200
 
@@ -346,10 +347,10 @@ def read_layout(path, *, samples):
     layout = read_table(path, required=LAYOUT_COLUMNS, what="layout", noun="lane")
     _require_filled(layout, ("blot", "lane", "sample_id"), path)
     _check_name_lengths(layout, ("blot", "sample_id"), path)
-    layout["lane"] = _parse_numbers(layout, "lane", path, minimum=1, maximum=MAX_LANE, integer=True,
+    layout["lane"] = _parse_numbers(layout, "lane", path, minimum=1, maximum=MAX_LANES, integer=True,
                                     hint=" (lanes are counted from 1, left to right)").astype(int)
     if "strip" in layout:
-        layout["strip"] = _parse_numbers(layout, "strip", path, minimum=1, maximum=MAX_LANE, integer=True,
+        layout["strip"] = _parse_numbers(layout, "strip", path, minimum=1, maximum=MAX_LANES, integer=True,
                                          hint=" (strips are counted from 1, top to bottom)").astype(int)
     else:
         layout["strip"] = 1
