@@ -42,7 +42,7 @@ FAMILIES = {"old": random_blot, "hard": random_hard_blot}
 
 DILUTION = np.array([1.0, 0.5, 0.25, 0.125, 0.0625, 1.0, 0.5, 0.25])
 
-METHODS = ("valley", "border_median", "rolling_ball_valley", "rolling_ball", "rubber_band")
+METHODS = ("valley", "beyond", "fit", "border_median", "rolling_ball_valley", "rolling_ball", "rubber_band")
 
 
 def match_lanes(found, truth):
@@ -133,6 +133,10 @@ def score_image(task):
     given = true_lane_geometry(blot)
     given_result = quantify(image, review=None, lane_geometry=given)
     tables["blotquant, lanes given"] = given_result.bands
+    for method in methods:
+        if method != DEFAULT_BACKGROUND:
+            tables[f"{method}, lanes given"] = quantify(image, review=None, background=method,
+                                                       lane_geometry=given).bands
     tables["baseline, lanes given"] = baseline_boxes(image, given_result)
     identity = {(int(r.strip), int(r.lane)): (int(r.strip), int(r.lane)) for r in blot.truth_lanes.itertuples()}
     for name, bands in tables.items():
@@ -236,15 +240,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--methods", action="store_true", help="score every background method too")
+    parser.add_argument("--methods", nargs="*", default=None, metavar="METHOD",
+                        help="score these background methods too (every one when given without names)")
     parser.add_argument("--dilution-blots", type=int, default=8, help="dilution-series blots to score")
     parser.add_argument("--family", nargs="+", choices=sorted(FAMILIES), default=["old", "hard"],
                         help="blot families to score (default: both)")
     args = parser.parse_args()
-    methods = METHODS if args.methods else ()
+    methods = () if args.methods is None else (tuple(args.methods) or METHODS)
     for family in args.family:
         report_family(family, methods, args)
-    dilution_methods = ("valley",) + tuple(m for m in methods if m != "valley")
+    dilution_methods = (DEFAULT_BACKGROUND,) + tuple(m for m in methods if m != DEFAULT_BACKGROUND)
     tasks = [(seed, method) for method in dilution_methods for seed in range(args.dilution_blots)]
     with ProcessPoolExecutor(args.jobs) as pool:
         deviations = list(pool.map(dilution_deviation, tasks))

@@ -17,11 +17,11 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
-from ._shared import block_mean, upsample_bilinear
+from ._shared import block_mean, difference_noise_sigma, upsample_bilinear
 from .errors import ParameterError
 
 #: Background methods accepted by :func:`blotquant.quantify`.
-BACKGROUND_METHODS = ("auto", "valley", "beyond", "border_median", "rubber_band", "rolling_ball", "rolling_ball_valley",
+BACKGROUND_METHODS = ("auto", "fit", "valley", "beyond", "border_median", "rubber_band", "rolling_ball", "rolling_ball_valley",
                       "none")
 
 # Rolling on a block-averaged image is exact enough while the shrunk ball's
@@ -187,16 +187,18 @@ def valley_baseline(profile, top, bottom, *, edge_rows=2):
     return left + (right - left) * steps
 
 
-def beyond_extent_baseline(profile, robust, top, bottom, *, edge_rows=3):
+def beyond_extent_baseline(profile, robust, top, bottom, *, guard_rows=3, edge_rows=10, noise=None):
     """Straight baseline through the profile beyond a band's extent, not at its limits.
 
     A band's limit rows still hold some of its light (its flanks fade slowly,
     a tail more slowly still), so a line drawn between them takes part of
-    the band for background, more for a wide band than for a narrow one. The
-    anchors here lie a quarter of the window's height beyond each limit,
-    where the band has faded, and are medians of ``edge_rows`` rows. Where a
-    neighbouring band begins before that (the detection profile ``robust``
-    rises again beyond the limit), the anchor stays at the limit.
+    the band for background, more for a wide band than for a narrow one; and
+    two or three rows are a noisy estimate of a level. Each anchor here is
+    the median of ``edge_rows`` rows that start ``guard_rows`` beyond the
+    limit. Where a neighbouring band rises before the anchor ends (the
+    smoothed detection profile ``robust`` climbs more than three noise
+    sigmas above its value at the limit), the anchor keeps to the rows
+    before the rise.
 
     Parameters
     ----------
@@ -207,6 +209,10 @@ def beyond_extent_baseline(profile, robust, top, bottom, *, edge_rows=3):
         see neighbours.
     top, bottom : int
         The band's limits (inclusive indices).
+    guard_rows, edge_rows : int
+        Rows skipped beyond each limit, and rows in each anchor.
+    noise : float, optional
+        Noise of ``robust`` per row; estimated from it when omitted.
 
     Returns
     -------
@@ -214,27 +220,31 @@ def beyond_extent_baseline(profile, robust, top, bottom, *, edge_rows=3):
 
     Examples
     --------
-    >>> rows = np.arange(60.0)
-    >>> band = 100 * np.exp(-0.5 * ((rows - 30) / 4) ** 2)
+    >>> rows = np.arange(80.0)
+    >>> band = 100 * np.exp(-0.5 * ((rows - 40) / 4) ** 2)
     >>> line = 5 + 0.1 * rows
-    >>> base = beyond_extent_baseline(line + band, band, 20, 40)
-    >>> bool(np.allclose(base, line[20:41], atol=0.05))
+    >>> base = beyond_extent_baseline(line + band, band, 30, 50)
+    >>> bool(np.allclose(base, line[30:51], atol=0.05))
     True
     """
     profile = np.asarray(profile, dtype=np.float64)
     robust = np.asarray(robust, dtype=np.float64)
     n = profile.size
-    guard = max(2, (bottom - top + 1) // 4)
+    smoothed = ndi.gaussian_filter1d(robust, 1.5)
+    if noise is None:
+        noise = difference_noise_sigma(robust)
+    # Gaussian smoothing with sigma 1.5 rows keeps 0.43 of white noise.
+    rise = 3.0 * 0.43 * float(noise)
 
     def anchor(limit, direction):
-        near = limit + direction * guard
-        rows = np.arange(near, near + direction * edge_rows, direction)
-        between = np.arange(limit, near + direction * edge_rows, direction)
-        inside = (rows >= 0) & (rows < n)
-        if inside.sum() < 1 or np.any((between < 0) | (between >= n)) or robust[between].max() > robust[limit] + 1e-12:
-            # No room, or a neighbour rises before the anchor: the limit row itself.
-            rows = np.arange(limit, limit + direction * edge_rows, direction)
-            rows = rows[(rows >= 0) & (rows < n)]
+        run = limit + direction * np.arange(guard_rows + edge_rows)
+        run = run[(run >= 0) & (run < n)]
+        climbing = np.flatnonzero(smoothed[run] > smoothed[limit] + rise)
+        usable = run[: climbing[0]] if climbing.size else run
+        if usable.size >= guard_rows + 3:
+            rows = usable[guard_rows:]
+        else:  # a neighbour or the lane's end comes first: the rows next to the limit
+            rows = usable[: max(1, min(usable.size, 3))] if usable.size else np.array([limit])
         return float(np.median(profile[rows])), float(np.mean(rows))
 
     upper, upper_row = anchor(top, -1)

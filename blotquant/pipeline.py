@@ -32,13 +32,14 @@ from .bands import (
 )
 from .errors import ParameterError
 from .io import BlotImage, image_from_array, read_image, to_signal
+from .profile_fit import fit_is_trusted, fit_lane_bands
 from .lanes import detect_lanes, lane_columns, lanes_from_geometry
 from .review import Review, find_review, load_review
 
 #: Columns of the bands table, in order (``bands.csv``).
 BAND_COLUMNS = [
     "image", "channel", "strip", "lane", "band", "y", "y_top", "y_bottom", "height", "x_left", "x_right",
-    "volume", "volume_sd", "background", "peak", "snr", "overlap", "saturated", "saturated_pixels", "n_pixels",
+    "volume", "volume_sd", "background", "peak", "snr", "overlap", "fit_share", "fit_residual", "saturated", "saturated_pixels", "n_pixels",
     "detected", "excluded", "exclusion_reason",
 ]  # fmt: skip
 #: Columns of the lanes table, in order (``lanes.csv``).
@@ -48,7 +49,7 @@ LANE_TABLE_COLUMNS = [
 ]  # fmt: skip
 
 #: The background method ``"auto"`` stands for (chosen by benchmarks/accuracy.py).
-DEFAULT_BACKGROUND = "valley"
+DEFAULT_BACKGROUND = "fit"
 
 
 @dataclass
@@ -269,8 +270,28 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
     for lane, profile, pixels, boxes in zip(lane_records, lane_profiles, lane_pixels, lane_boxes):
         y_mid = (lane["y_top"] + lane["y_bottom"]) / 2.0
         number = 0
-        for peak, top, bottom, source in boxes:
-            volume, bg_sum = measure_band(profile, top, bottom, method=method, lane_pixels=pixels)
+        fits = {}
+        if method == "fit":
+            fitted = [box for box in boxes if box[3] == "detected"]
+            # With band_rows, the lane's bands outside the window take part in
+            # the fit, so that their light is not taken for the measured band's tail.
+            neighbours = []
+            if fitted and band_rows is not None:
+                neighbours = [band for band in find_band_peaks(profile, min_snr=min_snr)
+                              if not band_rows[0] <= profile.rows[band[0]] <= band_rows[1]]
+            fits = dict(zip(fitted, fit_lane_bands(profile.signal, profile.robust, [box[:3] for box in fitted],
+                                                   noise=profile.noise, width=profile.width,
+                                                   neighbours=neighbours)))
+        for box in boxes:
+            peak, top, bottom, source = box
+            # Boxes the fit does not own (reviewed, forced, whole windows), and
+            # fits that do not explain their profile, keep the box sum.
+            volume, bg_sum = measure_band(profile, top, bottom, method=_BOX_METHOD.get(method, method),
+                                          lane_pixels=pixels)
+            fit = fits.get(box)
+            fit_trusted = fit is not None and fit_is_trusted(fit, volume, _overlap(profile, peak, top, bottom))
+            if fit_trusted:
+                volume, bg_sum = fit.volume, fit.background
             n_pixels = (bottom - top + 1) * profile.width
             clipped = saturated_pixel_count(pixels, top, bottom, blot.full_scale)
             blob = largest_clipped_blob(pixels, top, bottom, blot.full_scale) if clipped >= MIN_CLIPPED_BLOB else 0
@@ -279,6 +300,8 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             noise_volume = profile.noise * np.sqrt(n_pixels)
             snr = float(volume / noise_volume) if noise_volume > 0 else float("inf")
             volume_sd = _volume_sd(profile, top, bottom, pixels, volume, noise_volume, method)
+            if fit_trusted:
+                volume_sd = float(np.hypot(volume_sd, fit.volume_sd))
             if band_rows is None and source == "detected" and snr < min_band_snr:
                 continue
             number += 1
@@ -299,6 +322,8 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
                     "peak": float(profile.robust[peak]),
                     "snr": snr,
                     "overlap": _overlap(profile, peak, top, bottom),
+                    "fit_share": fit.own_share if fit_trusted else np.nan,
+                    "fit_residual": fit.fit_residual if fit is not None else np.nan,
                     "saturated": bool(is_saturated(clipped, n_pixels, blob)),
                     "saturated_pixels": clipped,
                     "n_pixels": int(n_pixels),
@@ -308,6 +333,9 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
     profiles = {(int(lane["strip"]), int(lane["lane"])): profile for lane, profile in zip(lane_records, lane_profiles)}
     return rows, profiles
 
+
+#: The box method standing in for a profile method where there is no fitted band to measure.
+_BOX_METHOD = {"fit": "beyond"}
 
 #: Background estimators whose spread under a band measures how far its background is known.
 _PLAUSIBLE_BACKGROUNDS = ("valley", "beyond", "border_median")
@@ -329,7 +357,8 @@ def _volume_sd(profile, top, bottom, pixels, volume, noise_volume, method):
     reach = max(1, (bottom - top + 1) // 4)
     wider_top, wider_bottom = max(0, top - reach), min(profile.rows.size - 1, bottom + reach)
     if method != "none":
-        volumes.append(measure_band(profile, wider_top, wider_bottom, method=method, lane_pixels=pixels)[0])
+        volumes.append(measure_band(profile, wider_top, wider_bottom, method=_BOX_METHOD.get(method, method),
+                                    lane_pixels=pixels)[0])
     spread = float(np.std(volumes, ddof=1)) if len(volumes) > 1 else 0.0
     return float(np.hypot(noise_volume, spread))
 

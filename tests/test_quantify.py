@@ -184,13 +184,15 @@ def _hand_built_row(sigmas, tails=None, *, tail_length=2.0, background=100.0, wi
     return image, lanes, np.array(volumes)
 
 
-@pytest.mark.parametrize("background, tolerance", [("valley", 0.06), ("beyond", 0.01)])
+@pytest.mark.parametrize("background, tolerance", [("valley", 0.06), ("beyond", 0.015), ("fit", 0.002)])
 def test_wide_band_in_a_row_of_narrow_ones_keeps_its_volume(background, tolerance):
     """One band three times as wide as its row: its window widens with it (issue 8, cause 2).
 
     With one window for the whole row it kept a quarter of its volume (0.25).
     The valley baseline still stands on the flanks at the limits and takes
-    about 5 % of a wide band; the baseline beyond the band's extent does not.
+    about 5 % of a wide band; the baseline beyond the band's extent about
+    1 % (its anchors start three rows out, where a wide band's flank still
+    glows); the profile fit counts the flanks as the band's.
     """
     image, lanes, truth = _hand_built_row([3.0, 3.0, 9.0, 3.0, 3.0])
     result = quantify(image_from_array(image, full_scale=4095.0), lane_geometry=lanes, background=background,
