@@ -14,10 +14,11 @@ border-median background" baseline on the same images:
 
 Usage::
 
-    python benchmarks/accuracy.py [--images 40] [--methods] [--jobs 2]
+    python benchmarks/accuracy.py [--images 40] [--methods [METHOD ...]] [--jobs 2]
 
-``--methods`` also scores every background method, which is how the
-default was chosen.
+``--methods`` also scores background methods (every one when no names
+follow), on the lanes found and on the true lanes, which is how the default
+was chosen.
 """
 
 from __future__ import annotations
@@ -249,6 +250,8 @@ def main():
     methods = () if args.methods is None else (tuple(args.methods) or METHODS)
     for family in args.family:
         report_family(family, methods, args)
+    if args.dilution_blots < 1:
+        return
     dilution_methods = (DEFAULT_BACKGROUND,) + tuple(m for m in methods if m != DEFAULT_BACKGROUND)
     tasks = [(seed, method) for method in dilution_methods for seed in range(args.dilution_blots)]
     with ProcessPoolExecutor(args.jobs) as pool:

@@ -37,8 +37,9 @@ def build_parser():
                        "lane, y_top, y_bottom, slope, image), e.g. a lanes.csv from an earlier run")
     quant.add_argument("--channel", metavar="C", help="channel name or 0-based index (default: all default channels)")
     quant.add_argument("--polarity", default="auto", choices=["auto", "light_on_dark", "dark_on_light"])
-    quant.add_argument("--background", default="auto",
-                       choices=BACKGROUND_METHODS)
+    quant.add_argument("--background", default="auto", choices=BACKGROUND_METHODS,
+                       help="how band volumes are separated from background: auto = fit (a profile fit), "
+                            "or a box sum with the valley, beyond, border_median, ... background")
     quant.add_argument("--radius", type=float, metavar="PX", help="rolling-ball radius in pixels (default: auto)")
     quant.add_argument("--band-rows", type=int, nargs=2, metavar=("TOP", "BOTTOM"),
                        help="measure exactly one band per lane between these rows")

@@ -273,15 +273,8 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
         fits = {}
         if method == "fit":
             fitted = [box for box in boxes if box[3] == "detected"]
-            # With band_rows, the lane's bands outside the window take part in
-            # the fit, so that their light is not taken for the measured band's tail.
-            neighbours = []
-            if fitted and band_rows is not None:
-                neighbours = [band for band in find_band_peaks(profile, min_snr=min_snr)
-                              if not band_rows[0] <= profile.rows[band[0]] <= band_rows[1]]
             fits = dict(zip(fitted, fit_lane_bands(profile.signal, profile.robust, [box[:3] for box in fitted],
-                                                   noise=profile.noise, width=profile.width,
-                                                   neighbours=neighbours)))
+                                                   noise=profile.noise, width=profile.width)))
         for box in boxes:
             peak, top, bottom, source = box
             # Boxes the fit does not own (reviewed, forced, whole windows), and

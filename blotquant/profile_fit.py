@@ -289,7 +289,7 @@ def fit_is_trusted(fit, box_volume, box_edge_share=0.0):
     return fit.volume <= box_volume + MAX_FIT_DISAGREEMENT * max(abs(box_volume), 1e-12)
 
 
-def fit_lane_bands(signal, detection, bands, *, noise, width, neighbours=()):
+def fit_lane_bands(signal, detection, bands, *, noise, width):
     """Measure the bands of one lane by fitting its profile.
 
     Parameters
@@ -306,12 +306,6 @@ def fit_lane_bands(signal, detection, bands, *, noise, width, neighbours=()):
         Per-pixel noise; the row-sum noise is ``noise * sqrt(width)``.
     width : int
         Lane width in pixels.
-    neighbours : list of (peak, top, bottom), optional
-        Other peaks of the lane that are not measured (outside ``band_rows``,
-        say) but whose light may reach a measured band: they are fitted as
-        peaks of their own so that it is not taken for the band's tail. A
-        neighbour within three rows of a measured band's peak is that band.
-
     Returns
     -------
     list of BandFit
@@ -332,9 +326,7 @@ def fit_lane_bands(signal, detection, bands, *, noise, width, neighbours=()):
     n = signal.size
     if not bands:
         return []
-    n_measured = len(bands)
-    bands = list(bands) + [other for other in neighbours
-                           if min(abs(other[0] - band[0]) for band in bands) > 3]
+    bands = list(bands)
     seeds = []
     for peak, top, bottom in bands:
         peak, sigma = _initial_sigma(detection, peak)
@@ -345,8 +337,6 @@ def fit_lane_bands(signal, detection, bands, *, noise, width, neighbours=()):
     row_noise = max(noise * np.sqrt(max(width, 1)), 1e-12)
     results = [None] * len(bands)
     for group in _clusters(spans):
-        if min(group) >= n_measured:
-            continue  # neighbours only: nothing measured here
         first = min(spans[i][0] for i in group)
         last = max(spans[i][1] for i in group)
         if last - first + 1 < 8:
@@ -366,8 +356,6 @@ def fit_lane_bands(signal, detection, bands, *, noise, width, neighbours=()):
         # Results for this cluster's own bands, which come first in ``members``;
         # the bands of other clusters that reach into its region only share the fit.
         for k, i in enumerate(group):
-            if i >= n_measured:
-                continue
             top, bottom = bands[i][1], bands[i][2]
             inside = slice(top - first, bottom - first + 1)
             others = sum((models[j][inside] for j in range(len(members)) if j != k), np.zeros(bottom - top + 1))
@@ -390,4 +378,4 @@ def fit_lane_bands(signal, detection, bands, *, noise, width, neighbours=()):
                 fit_residual=float(rms / max(float(models[k].max()), row_noise)),
                 volume_sd=float(np.sqrt(peaks[k]["area_variance"] + (bottom - top + 1) * row_noise**2)),
             )
-    return results[:n_measured]
+    return results

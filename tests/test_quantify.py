@@ -202,6 +202,111 @@ def test_wide_band_in_a_row_of_narrow_ones_keeps_its_volume(background, toleranc
     np.testing.assert_allclose(volumes / truth, 1.0, atol=tolerance)
 
 
+def _add_band(image, lanes, lane_indices, centre, sigma, volume_per_column):
+    """Add a Gaussian band of known volume to some lanes of a hand-built row; return its volume per lane."""
+    rows = np.arange(image.shape[0], dtype=float)
+    along = volume_per_column * np.exp(-0.5 * ((rows - centre) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+    for index in lane_indices:
+        lane = lanes[index]
+        image[:, lane["x_left"] : lane["x_right"] + 1] += along[:, None]
+    return along.sum() * (lanes[0]["x_right"] - lanes[0]["x_left"] + 1)
+
+
+def test_trailing_bands_keep_most_of_their_tails():
+    """Every band of a row trails (a fifth of its light in a tail two sigmas long).
+
+    Measured share kept: valley 0.90-0.96, beyond 0.95-0.98, fit 0.95-0.96.
+    The fit's single EMG per band follows a Gaussian core with a separate
+    tail only in part; a core-plus-tail model kept 1.000 here but lost on
+    the benchmarks (8.8 % p90 error on the old family became 10-12 %), so it
+    is not the default. This pins the shortfall so that it can only shrink.
+    """
+    image, lanes, truth = _hand_built_row([3.0, 3.5, 4.0, 3.5, 3.0], [0.2] * 5, tail_length=2.0)
+    bands = quantify(image_from_array(image, full_scale=4095.0), lane_geometry=lanes, review=None).bands
+    kept = bands.sort_values("lane")["volume"].to_numpy() / truth
+    assert ((kept >= 0.94) & (kept <= 1.005)).all(), kept.round(4)
+
+
+def test_one_trailing_band_in_a_row_of_clean_ones_is_measured_best_by_the_fit():
+    """One band of five trails; its row's window is the clean bands' and cuts the tail.
+
+    Measured share of its volume kept: valley 0.873, beyond 0.929, fit 0.941
+    (the single-EMG model follows a Gaussian core with a separate long tail
+    only in part). The clean bands stay exact.
+    """
+    image, lanes, truth = _hand_built_row([3.0] * 5, [0.0, 0.0, 0.2, 0.0, 0.0], tail_length=2.0)
+    kept = {}
+    for background in ("valley", "fit"):
+        bands = quantify(image_from_array(image, full_scale=4095.0), lane_geometry=lanes, background=background,
+                         review=None).bands.sort_values("lane")
+        kept[background] = bands["volume"].to_numpy() / truth
+    np.testing.assert_allclose(kept["fit"][[0, 1, 3, 4]], 1.0, atol=0.002)
+    assert 0.93 <= kept["fit"][2] <= 1.0
+    assert kept["fit"][2] > kept["valley"][2] + 0.05
+
+
+def test_neighbour_on_the_tail_side_is_split_off_by_the_fit():
+    """A faint band (a fifth of the main one) three band-widths down one lane's tail.
+
+    Box sums share the light between them (valley: main 0.907, neighbour
+    0.858 of their truths); the fit gives main 0.969, neighbour 1.088 (the
+    main band's tail it cannot follow in full goes to the neighbour).
+    """
+    image, lanes, truth = _hand_built_row([3.0] * 5, [0.2] * 5, tail_length=2.0)
+    neighbour = _add_band(image, lanes, [2], 90.0 + 3 * 2.355 * 3.0, 3.0, 200.0)
+    bands = quantify(image_from_array(image, full_scale=4095.0), lane_geometry=lanes, review=None).bands
+    lane = bands[bands["lane"] == 3].sort_values("y")
+    assert len(lane) == 2
+    main, faint = lane.iloc[0], lane.iloc[1]
+    assert main["volume"] == pytest.approx(truth[2], rel=0.04)
+    assert faint["volume"] == pytest.approx(neighbour, rel=0.10)
+    valley = quantify(image_from_array(image, full_scale=4095.0), lane_geometry=lanes, background="valley",
+                      review=None).bands
+    valley_main = valley[valley["lane"] == 3].sort_values("y").iloc[0]["volume"]
+    assert abs(main["volume"] / truth[2] - 1) < 0.5 * abs(valley_main / truth[2] - 1)
+    # The split is reported: part of the light in each box is the other band's.
+    assert main["fit_share"] < 1.0 and faint["fit_share"] < 0.99
+    assert bands["fit_residual"].max() < 0.05
+
+
+def test_resolved_doublet_is_split_exactly():
+    """A p44/p42-like pair 4 sigmas apart (the second 0.6 of the first): each band its own volume.
+
+    Measured: fit 1.000 and 1.000; valley 0.70 and 0.59.
+    """
+    image, lanes, truth = _hand_built_row([3.0] * 4)
+    second = _add_band(image, lanes, range(4), 90.0 + 4 * 3.0, 3.0, 600.0)
+    bands = quantify(image_from_array(image, full_scale=4095.0), lane_geometry=lanes, review=None).bands
+    for _, lane in bands.groupby("lane"):
+        np.testing.assert_allclose(lane.sort_values("y")["volume"].to_numpy(), [truth[0], second], rtol=0.005)
+
+
+@pytest.mark.xfail(strict=True, reason="a doublet 3 sigmas apart is one peak with a shoulder to detection; the fit "
+                   "gives it one EMG whose long tail runs past the pair: 1.24 of the pair's total (valley 0.32). "
+                   "Splitting shoulders (one peak against two, by the fit's misfit) is not built yet")
+def test_merged_doublet_is_measured_whole():
+    image, lanes, truth = _hand_built_row([3.0] * 4)
+    second = _add_band(image, lanes, range(4), 90.0 + 3 * 3.0, 3.0, 600.0)
+    bands = quantify(image_from_array(image, full_scale=4095.0), lane_geometry=lanes, review=None).bands
+    total = bands.groupby("lane")["volume"].sum().to_numpy()
+    np.testing.assert_allclose(total, truth[0] + second, rtol=0.02)
+
+
+def test_a_membrane_edge_beside_a_band_sets_the_fit_aside():
+    """A step in the background just below the bands (a membrane's edge): the fit is not trusted there.
+
+    The step is found as a band of its own; the fits of both would take the
+    step for a tail, so the box sums stand (``fit_share`` empty).
+    """
+    image, lanes, truth = _hand_built_row([3.0] * 4)
+    image[105:, :] += 40.0
+    bands = quantify(image_from_array(image, full_scale=4095.0), lane_geometry=lanes, review=None).bands
+    beyond = quantify(image_from_array(image, full_scale=4095.0), lane_geometry=lanes, background="beyond",
+                      review=None).bands
+    assert bands["fit_share"].isna().all()
+    np.testing.assert_allclose(bands["volume"].to_numpy(), beyond["volume"].to_numpy())
+
+
 def test_baseline_beyond_the_extent_keeps_the_flanks():
     """Noise-free bands on a sloping background: the line beyond the band's extent misses < 1 %."""
     image, lanes, truth = _hand_built_row([3.0, 5.0, 7.0])

@@ -64,4 +64,5 @@ def test_authors_ratios_agree_with_vendor_boxes_given():
     """Target/GAPDH ratios from the vendor's boxes agree with the authors' own sheet values."""
     agreement = real_blots.authors_agreement(real_blots.DEFAULT_ROOT / "wb_zdf_rat_heart_chemi16")
     assert agreement["pairs"] == 91
-    assert agreement["pearson_r_log"] >= 0.85
+    # Measured: r = 0.898 with the profile fit (0.882 with the valley box).
+    assert agreement["pearson_r_log"] >= 0.88
