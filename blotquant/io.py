@@ -50,6 +50,8 @@ LUMINANCE_WEIGHTS = (0.2126, 0.7152, 0.0722)
 
 POLARITIES = ("light_on_dark", "dark_on_light")
 
+#: Pages a TIFF may hold (channels or exposures of one blot); more are refused before any is read.
+MAX_TIFF_PAGES = 64
 # A multi-channel file may hold at most this many plane-limits of values in
 # total, so that 10 000 pages of a legal size cannot exhaust memory either.
 _MAX_TOTAL_PLANES = 4
@@ -590,6 +592,14 @@ def _read_tiff(path, label, limit):
     import tifffile
 
     with _QuietTiffLog(), tifffile.TiffFile(path) as tif:
+        # Counting pages reads only the chain of page headers; sorting them
+        # into series reads every header in full (seconds for 10 000 pages).
+        n_pages = len(tif.pages)
+        if n_pages > MAX_TIFF_PAGES:
+            raise ImageReadError(
+                f"{label}: the TIFF file holds {n_pages} pages; a blot has at most {MAX_TIFF_PAGES} "
+                "(one per channel or exposure): save the pages to quantify as a file of their own"
+            )
         all_series = tif.series
         if not all_series:
             raise ImageReadError(f"{label}: the TIFF file holds no image; export the image again")
