@@ -50,6 +50,8 @@ def build_parser():
                        help="peak detection threshold in noise sigmas (default 4)")
     quant.add_argument("--min-band-snr", type=float, default=10.0,
                        help="report detected bands only above this integrated signal-to-noise (default 10)")
+    quant.add_argument("--split-doublets", action="store_true",
+                       help="split a band whose profile is a doublet (p44/p42) into its two bands (profile fit)")
     quant.add_argument("--no-review", action="store_true", help="ignore lane-review files next to the images")
     quant.add_argument("--no-overlay", action="store_true", help="do not draw overlay PNGs")
     quant.add_argument("--max-pixels", type=int, metavar="N", help="refuse images with more pixels than this")
@@ -115,6 +117,7 @@ def _run_quantify(args, command):
         "min_band_snr": args.min_band_snr,
         "review": None if args.no_review else "auto",
         "max_pixels": args.max_pixels,
+        "split_doublets": args.split_doublets,
     }
     result = quantify_batch(args.images, args.out, force=args.force, jobs=args.jobs,
                             overlays=not args.no_overlay, command=command, **options)

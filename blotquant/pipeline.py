@@ -32,7 +32,7 @@ from .bands import (
 )
 from .errors import ParameterError
 from .io import BlotImage, image_from_array, read_image, to_signal
-from .profile_fit import fit_is_trusted, fit_lane_bands
+from .profile_fit import MIN_SINGLE_MISFIT, fit_is_trusted, fit_lane_bands, split_shoulders
 from .lanes import detect_lanes, lane_columns, lanes_from_geometry
 from .review import Review, find_review, load_review
 
@@ -99,6 +99,7 @@ def quantify(
     min_relative_height=0.02,
     review="auto",
     max_pixels=None,
+    split_doublets=False,
 ):
     """Find lanes and bands in a blot image and measure band volumes.
 
@@ -149,6 +150,12 @@ def quantify(
     max_pixels : int, optional
         Refuse images larger than this (default
         :data:`blotquant.io.DEFAULT_MAX_PIXELS`).
+    split_doublets : bool
+        With the profile fit and free detection, split a band whose profile
+        is a doublet (a shoulder) into its two bands
+        (:func:`blotquant.profile_fit.split_shoulders`). Off by default: on
+        real captures single bands that an EMG does not follow closely
+        were split too (14 more spurious bands on the rat-heart set).
 
     Returns
     -------
@@ -198,6 +205,7 @@ def quantify(
         rows, channel_profiles = _measure_channel(
             blot, signals[index], lane_table, lane_source=lane_source, radius=radius, method=method,
             review=review_obj, band_rows=band_rows, band_rows_mode=band_rows_mode, min_snr=min_snr,
+            split_doublets=split_doublets,
             min_band_snr=min_band_snr, min_relative_height=min_relative_height)
         band_rows_out.extend({"image": blot.name, "channel": name, **row} for row in rows)
         profiles.update({(name, strip, lane): profile for (strip, lane), profile in channel_profiles.items()})
@@ -224,6 +232,7 @@ def quantify(
         "min_snr": min_snr,
         "min_band_snr": min_band_snr,
         "min_relative_height": min_relative_height,
+        "split_doublets": bool(split_doublets),
         "review": str(review_obj.path) if review_obj is not None and review_obj.path else None,
     }
     image_info = {
@@ -244,7 +253,7 @@ def quantify(
 
 
 def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, review, band_rows,
-                     band_rows_mode, min_snr, min_band_snr, min_relative_height):
+                     band_rows_mode, min_snr, min_band_snr, min_relative_height, split_doublets=False):
     """Bands of every lane of one channel: rows of the bands table, and the lane profiles."""
     # Detection always works on the ball's residual; only the measurement follows ``method``.
     bg_image = rolling_ball_background(signal, radius, intensity_scale=_ball_intensity_scale(blot, signal))
@@ -272,9 +281,8 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
         number = 0
         fits = {}
         if method == "fit":
-            fitted = [box for box in boxes if box[3] == "detected"]
-            fits = dict(zip(fitted, fit_lane_bands(profile.signal, profile.robust, [box[:3] for box in fitted],
-                                                   noise=profile.noise, width=profile.width)))
+            boxes, fits = _fit_boxes(profile, pixels, boxes, blot.full_scale,
+                                     split=split_doublets and band_rows is None)
         for box in boxes:
             peak, top, bottom, source = box
             # Boxes the fit does not own (reviewed, forced, whole windows), and
@@ -325,6 +333,36 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             )
     profiles = {(int(lane["strip"]), int(lane["lane"])): profile for lane, profile in zip(lane_records, lane_profiles)}
     return rows, profiles
+
+
+def _fit_boxes(profile, pixels, boxes, full_scale, *, split):
+    """Profile fits of a lane's detected boxes; with ``split``, shoulders split into doublets first.
+
+    Returns the boxes (split members in place of a split band) and a dict
+    ``box -> BandFit``. Only bands the fit explains poorly (misfit above
+    :data:`blotquant.profile_fit.MIN_SINGLE_MISFIT`) and that hold no
+    clipped pixels (a flat, clipped top is misfit too, but one band) are
+    tried as pairs, so the common case costs one fit.
+    """
+    fitted = [box for box in boxes if box[3] == "detected"]
+    if not fitted:
+        return boxes, {}
+    fits = fit_lane_bands(profile.signal, profile.robust, [box[:3] for box in fitted], noise=profile.noise,
+                          width=profile.width)
+    if split:
+        candidates = [box[:3] for box, fit in zip(fitted, fits)
+                      if fit.fit_residual > MIN_SINGLE_MISFIT
+                      and saturated_pixel_count(pixels, box[1], box[2], full_scale) == 0]
+        split_boxes, shapes = split_shoulders(profile.signal, profile.robust, candidates, noise=profile.noise,
+                                              width=profile.width, context=[box[:3] for box in fitted])
+        if shapes:
+            kept = [box for box in boxes if box[3] != "detected" or box[:3] not in candidates]
+            boxes = sorted(kept + [(*box, "detected") for box in split_boxes if box not in kept],
+                           key=lambda box: box[0])
+            fitted = [box for box in boxes if box[3] == "detected"]
+            fits = fit_lane_bands(profile.signal, profile.robust, [box[:3] for box in fitted],
+                                  noise=profile.noise, width=profile.width, shapes=shapes)
+    return boxes, dict(zip(fitted, fits))
 
 
 #: The box method standing in for a profile method where there is no fitted band to measure.

@@ -143,9 +143,13 @@ def load_review(path):
 def save_review(review, image_path, *, now=None):
     """Write ``review`` beside its image without losing an earlier review.
 
-    An existing review file is kept under a timestamped name
-    (``<image>.blotreview.<UTC time>.json``) before the new one is written
-    atomically.
+    An existing review file is copied to a timestamped name
+    (``<image>.blotreview.<UTC time>.json``, with ``-2``, ``-3``, ... when
+    that name is taken: two saves within one clock tick keep both) before
+    the new one is written atomically, so the review file itself is never
+    missing. Saves of one image's review take turns (a lock file beside it,
+    ``<review>.lock``), so two saving at once (two napari windows, a script)
+    both keep their reviews: one as the review, the other as a copy.
 
     Returns
     -------
@@ -153,19 +157,79 @@ def save_review(review, image_path, *, now=None):
         The review file.
     previous : pathlib.Path or None
         Where the earlier review was kept, if there was one.
+
+    Raises
+    ------
+    ReviewError
+        When another save has held the lock for longer than a stale lock
+        lives (:data:`_SAVE_LOCK_STALE_S`) and still does.
     """
     path = review_path_for(image_path)
     now = now or datetime.now(timezone.utc)
     if not review.reviewed_at:
         review.reviewed_at = now.isoformat(timespec="seconds")
-    previous = None
-    if path.exists():
-        stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-        previous = path.with_name(f"{Path(image_path).name}.blotreview.{stamp}.json")
-        path.replace(previous)
-    atomic_write_text(path, json.dumps(review.to_dict(), indent=2) + "\n")
+    text = json.dumps(review.to_dict(), indent=2) + "\n"
+    with _save_lock(path):
+        previous = None
+        if path.exists():
+            stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+            previous = _keep_copy(path, path.with_name(f"{Path(image_path).name}.blotreview.{stamp}"))
+        atomic_write_text(path, text)
     review.path = path
     return path, previous
+
+
+#: A save lock older than this (seconds) was left by a save that died; it is taken over.
+_SAVE_LOCK_STALE_S = 30.0
+
+
+class _save_lock:
+    """Exclusive lock file beside a review while it is saved (waits for another save to finish)."""
+
+    def __init__(self, path):
+        self.lock = path.with_name(path.name + ".lock")
+
+    def __enter__(self):
+        import os
+        import time
+
+        deadline = time.monotonic() + 2 * _SAVE_LOCK_STALE_S
+        while True:
+            try:
+                descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    age = time.time() - self.lock.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # released between the two calls
+                if age > _SAVE_LOCK_STALE_S:
+                    self.lock.unlink(missing_ok=True)
+                    continue
+                if time.monotonic() > deadline:
+                    raise ReviewError(f"{self.lock}: another save of this review has not finished; "
+                                      "try again, or delete the lock file if no save is running") from None
+                time.sleep(0.01)
+                continue
+            os.close(descriptor)
+            return self
+
+    def __exit__(self, *exc):
+        self.lock.unlink(missing_ok=True)
+
+
+def _keep_copy(path, stem):
+    """Copy ``path`` to ``<stem>.json`` (or ``<stem>-2.json``, ...), never over an existing file."""
+    data = path.read_bytes()
+    for number in range(1, 10_000):
+        candidate = stem.with_name(stem.name + (f"-{number}" if number > 1 else "") + ".json")
+        try:
+            with open(candidate, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+        except FileExistsError:
+            continue
+        return candidate
+    raise ReviewError(f"{path}: 10 000 copies of this review already exist; clear some out")
 
 
 def _finite(value, what):

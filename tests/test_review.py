@@ -72,3 +72,60 @@ def test_damaged_review_files_give_review_error_only(tmp_path):
         path.write_text(text)
         with pytest.raises(ReviewError):
             load_review(path)
+
+
+def _note_review(note):
+    from blotquant.review import Review
+
+    return Review(image_name="blot.tif", image_sha256="0" * 64, reviewer="A. Person", notes=note)
+
+
+def test_two_saves_in_one_clock_tick_keep_both_reviews(tmp_path):
+    """Saves stamped with the same instant: the earlier review gets a numbered copy, not overwritten."""
+    import json
+    from datetime import datetime, timezone
+
+    from blotquant.review import save_review
+
+    image = tmp_path / "blot.tif"
+    image.write_bytes(b"")
+    instant = datetime(2026, 12, 3, 12, 0, 0, tzinfo=timezone.utc)
+    for note in ("first", "second", "third"):
+        save_review(_note_review(note), image, now=instant)
+    kept = sorted(p.name for p in tmp_path.glob("blot.tif.blotreview.*.json"))
+    assert kept == ["blot.tif.blotreview.20261203T120000000000Z-2.json",
+                    "blot.tif.blotreview.20261203T120000000000Z.json"]
+    notes = {json.loads(p.read_text())["notes"] for p in tmp_path.glob("blot.tif.blotreview*.json")}
+    assert notes == {"first", "second", "third"}
+    assert not list(tmp_path.glob("*.lock"))
+
+
+def test_concurrent_saves_lose_no_review(tmp_path):
+    """Eight threads save at once: every review survives, as the review or as a copy."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blotquant.review import save_review
+
+    image = tmp_path / "blot.tif"
+    image.write_bytes(b"")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: save_review(_note_review(f"review {i}"), image), range(8)))
+    notes = sorted(json.loads(p.read_text())["notes"] for p in tmp_path.glob("blot.tif.blotreview*.json"))
+    assert notes == sorted(f"review {i}" for i in range(8))
+
+
+def test_a_stale_save_lock_is_taken_over(tmp_path):
+    import os
+    import time
+
+    from blotquant.review import review_path_for, save_review
+
+    image = tmp_path / "blot.tif"
+    image.write_bytes(b"")
+    lock = review_path_for(image).with_name(review_path_for(image).name + ".lock")
+    lock.write_text("")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    saved, _ = save_review(_note_review("after a crash"), image)
+    assert saved.exists() and not lock.exists()
