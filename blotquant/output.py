@@ -148,6 +148,27 @@ def prepare_output_dir(out_dir, *, force=False):
     return out_dir
 
 
+def results_subfolder(out_dir, name):
+    """The folder ``out_dir / name`` for outputs, refused when it is a symbolic link.
+
+    A ``plots`` or ``overlays`` link left in a results folder would carry
+    every file written "inside" it to wherever it points, past the promise
+    that nothing is written outside ``--out``.
+
+    Raises
+    ------
+    OutputExistsError
+        If ``out_dir / name`` is a symbolic link (to anything, or dangling).
+    """
+    path = Path(out_dir) / name
+    if path.is_symlink():
+        raise OutputExistsError(
+            f"{path}: is a symbolic link (to {os.readlink(path)}); blotquant writes only inside the "
+            "results folder: remove the link or choose another --out"
+        )
+    return path
+
+
 #: The file that marks a results folder as being written by a running blotquant.
 LOCK_FILE_NAME = ".blotquant.lock"
 

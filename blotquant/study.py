@@ -52,7 +52,7 @@ from .normalise import (
     normalise_lane_signals,
     sample_values,
 )
-from .output import environment_record, locked_output_dir, sha256_of_file, write_json, write_table
+from .output import environment_record, locked_output_dir, results_subfolder, sha256_of_file, write_json, write_table
 from .lanes import MAX_LANES
 from .statistics import P_ADJUST_METHODS, calibrator_linear_range, peak_and_return, summarise_timecourse
 from .timing import TIME_REFERENCES, collection_drift, post_dose_minutes
@@ -1190,7 +1190,7 @@ def write_study_outputs(result, out_dir):
     if not result.linearity.empty:
         write_table(result.linearity, out_dir / "linearity.csv")
     write_table(result.flags, out_dir / "flags.csv")
-    result.figures = save_timecourse_figures(result, out_dir / "plots")
+    result.figures = save_timecourse_figures(result, results_subfolder(out_dir, "plots"))
     record = run_record(result)
     write_json(record, out_dir / "run.json")
     write_report(result, out_dir / "report.html", run=record)
@@ -1229,7 +1229,10 @@ def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True, ove
     """
     study = load_study(study_file)
     with locked_output_dir(out_dir, force=force) as out_dir:
+        # Checked before the images are quantified, not after minutes of work.
+        overlay_dir = results_subfolder(out_dir, "overlays")
+        results_subfolder(out_dir, "plots")
         bands, lanes, records = quantify_study_images(study, jobs=jobs, progress=progress,
-                                                      overlay_dir=out_dir / "overlays" if overlays else None)
+                                                      overlay_dir=overlay_dir if overlays else None)
         result = analyse_study(study, bands, lanes=lanes, images=records)
         return write_study_outputs(result, out_dir)

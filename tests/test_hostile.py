@@ -280,3 +280,24 @@ def test_a_tiff_with_a_few_pages_is_still_read_as_channels(tmp_path):
     from blotquant.io import read_image
 
     assert len(read_image(path).channel_names) == 2
+
+
+@pytest.mark.parametrize("link", ["plots", "overlays"])
+def test_a_symlinked_subfolder_cannot_carry_a_study_outside_its_folder(tmp_path, capsys, link):
+    """A `plots` or `overlays` link in the results folder is refused before any image is quantified."""
+    from pathlib import Path
+
+    from blotquant.output import LOCK_FILE_NAME
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "study_out"
+    out.mkdir()
+    (out / link).symlink_to(elsewhere, target_is_directory=True)
+    study = Path(__file__).resolve().parents[1] / "sample_data" / "study.toml"
+    assert main(["study", str(study), "--out", str(out), "--force"]) == 2
+    message = capsys.readouterr().err
+    assert f"{out / link}: is a symbolic link" in message
+    assert "Traceback" not in message
+    assert list(elsewhere.iterdir()) == []
+    assert not (out / LOCK_FILE_NAME).exists()
