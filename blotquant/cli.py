@@ -12,11 +12,17 @@ import warnings
 
 from . import __version__
 from .background import BACKGROUND_METHODS
+from .output import printable
 from .errors import BlotQuantError, ParameterError
 from .io import LossyImageWarning
 
 EXIT_BAD_INPUT = 2
 
+
+
+def _say(message, file=None):
+    """Print one line of the command line's output, file-name bytes that are not UTF-8 as \\xNN."""
+    print(printable(message), file=file if file is not None else sys.stdout)
 
 def build_parser():
     """The argument parser of ``blotquant`` and its subcommands."""
@@ -83,13 +89,13 @@ def main(argv=None):
         passed_on = [w for w in caught
                      if issubclass(w.category, UserWarning) and not issubclass(w.category, LossyImageWarning)]
         for message in sorted({str(w.message) for w in passed_on}):
-            print(f"blotquant: WARNING: {message}", file=sys.stderr)
+            _say(f"blotquant: WARNING: {message}", file=sys.stderr)
         return code
     except BlotQuantError as error:
-        print(f"blotquant: error: {error}", file=sys.stderr)
+        _say(f"blotquant: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("blotquant: interrupted; finished files are complete, nothing half-written was kept", file=sys.stderr)
+        _say("blotquant: interrupted; finished files are complete, nothing half-written was kept", file=sys.stderr)
         return 130
 
 
@@ -123,13 +129,13 @@ def _run_quantify(args, command):
                             overlays=not args.no_overlay, command=command, **options)
     for item in result.record["inputs"]:
         for warning in item["warnings"]:
-            print(f"blotquant: WARNING: {item['image']}: {warning}", file=sys.stderr)
+            _say(f"blotquant: WARNING: {item['image']}: {warning}", file=sys.stderr)
         if item["review"]:
-            print(f"blotquant: {item['image']}: using lane review {item['review']}", file=sys.stderr)
+            _say(f"blotquant: {item['image']}: using lane review {item['review']}", file=sys.stderr)
     for failure in result.failures.to_dict("records"):
-        print(f"blotquant: error: {failure['error']}", file=sys.stderr)
+        _say(f"blotquant: error: {failure['error']}", file=sys.stderr)
     n_ok = len(result.record["inputs"]) - len(result.failures)
-    print(f"blotquant: {n_ok} image(s) quantified, {len(result.bands)} band(s), "
+    _say(f"blotquant: {n_ok} image(s) quantified, {len(result.bands)} band(s), "
           f"{len(result.failures)} failed; results in {args.out}")
     return EXIT_BAD_INPUT if len(result.failures) else 0
 
@@ -155,15 +161,15 @@ def _run_study(args):
     result = run_study(args.study_file, args.out, force=args.force, jobs=args.jobs)
     for record in result.images:
         for warning in record.get("warnings", []):
-            print(f"blotquant: WARNING: {record['file']}: {warning}", file=sys.stderr)
+            _say(f"blotquant: WARNING: {record['file']}: {warning}", file=sys.stderr)
         if record.get("review"):
-            print(f"blotquant: {record['file']}: using lane review {record['review']}", file=sys.stderr)
-    print(f"blotquant: study results in {args.out}")
+            _say(f"blotquant: {record['file']}: using lane review {record['review']}", file=sys.stderr)
+    _say(f"blotquant: study results in {args.out}")
     # Impossible time stamps are bad input: the results are written (the sample
     # is analysed at its nominal time and flagged), but the run must not pass as clean.
     bad_times = result.flags[result.flags["code"] == "TIME_ORDER_INVALID"]
     for message in bad_times["message"]:
-        print(f"blotquant: error: {message}", file=sys.stderr)
+        _say(f"blotquant: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT if len(bad_times) else 0
 
 

@@ -6,6 +6,7 @@ sees half a file and an interrupted run never leaves a truncated table.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -66,9 +67,36 @@ def _current_umask():
     return mask
 
 
+def _escape_undecodable(error):
+    """Codec error handler: a byte of a file name that is not UTF-8 is written as ``\\xNN``.
+
+    Python keeps such bytes as lone surrogates (U+DC80-U+DCFF); they cannot
+    be encoded as UTF-8, and writing them raw would make the CSV or JSON
+    file itself invalid UTF-8. ``blot\\xff.tif`` still says which file it was.
+    """
+    text = error.object[error.start : error.end]
+    escaped = "".join(f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else f"\\u{ord(char):04x}"
+                      for char in text)
+    return escaped, error.end
+
+
+codecs.register_error("blotquant_escape", _escape_undecodable)
+
+
+def printable(text):
+    """``text`` with the undecodable bytes of a file name shown as ``\\xNN`` (for titles and messages).
+
+    Examples
+    --------
+    >>> printable("blot\\udcff.tif")
+    'blot\\\\xff.tif'
+    """
+    return str(text).encode("utf-8", errors="blotquant_escape").decode("utf-8")
+
+
 def atomic_write_text(path, text):
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write UTF-8 ``text`` to ``path`` atomically (undecodable file-name bytes as ``\\xNN``)."""
+    atomic_write_bytes(path, text.encode("utf-8", errors="blotquant_escape"))
 
 
 #: First characters that make a spreadsheet read a cell as a formula.

@@ -7,7 +7,7 @@ import io as _io
 import numpy as np
 
 from ._shared import block_mean
-from .output import atomic_write_bytes
+from .output import atomic_write_bytes, printable
 
 _MAX_DISPLAY_SIDE = 1600
 
@@ -47,7 +47,7 @@ def render_overlay(signal, result, path, *, title=None):
                 extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="nearest")
     axes.set_axis_off()
     if title:
-        figure.suptitle(title, fontsize=8)
+        figure.suptitle(printable(title), fontsize=8)
 
     for lane in result.lanes.to_dict("records"):
         y_mid = (lane["y_top"] + lane["y_bottom"]) / 2.0

@@ -301,3 +301,32 @@ def test_a_symlinked_subfolder_cannot_carry_a_study_outside_its_folder(tmp_path,
     assert "Traceback" not in message
     assert list(elsewhere.iterdir()) == []
     assert not (out / LOCK_FILE_NAME).exists()
+
+
+def test_file_names_that_are_not_utf8_are_written_escaped(tmp_path, capsys):
+    """A file name with bytes that are not UTF-8: quantified, its name written as \\xNN in valid UTF-8 files.
+
+    Before, writing the tables raised UnicodeEncodeError (a traceback) and the
+    overlay's title crashed matplotlib.
+    """
+    folder = tmp_path / "images"
+    folder.mkdir()
+    blot = make_blot(shape=(200, 300), n_lanes=4, seed=1)
+    save_blot(blot, folder / "good.tif")
+    try:
+        os.rename(os.fsencode(folder / "good.tif"), os.fsencode(folder) + b"/blot\xff.tif")
+    except OSError:
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    (folder / "bad.tif").write_bytes(b"II*\x00garbage")
+    os.rename(os.fsencode(folder / "bad.tif"), os.fsencode(folder) + b"/bad\xfe.tif")
+    out = tmp_path / "out"
+    code = main(["quantify", str(folder), "--out", str(out), "--lanes", "4"])
+    err = capsys.readouterr().err
+    assert code == 2  # the bad file
+    assert "Traceback" not in err
+    bands = (out / "bands.csv").read_bytes().decode("utf-8")  # strict: the file is valid UTF-8
+    assert "blot\\xff.tif" in bands
+    failures = (out / "failures.csv").read_bytes().decode("utf-8")
+    assert "bad\\xfe.tif" in failures
+    (out / "run.json").read_bytes().decode("utf-8")
+    assert len(list(out.glob("*.overlay.png"))) == 1
