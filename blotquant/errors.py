@@ -35,3 +35,7 @@ class StudyError(BlotQuantError):
 
 class ReviewError(BlotQuantError):
     """A lane-review file is malformed or belongs to a different image."""
+
+
+class OutputWriteError(BlotQuantError):
+    """A result file could not be written (full disk, quota, permissions changed mid-run)."""

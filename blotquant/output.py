@@ -16,7 +16,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OutputExistsError
+from .errors import OutputExistsError, OutputWriteError
 
 #: Files whose presence means "this folder already holds results".
 RESULT_FILE_NAMES = (
@@ -43,8 +43,11 @@ def sha256_of_file(path, *, chunk_size=1 << 20):
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OutputWriteError(f"{path}: could not be written ({error.strerror or error})") from None
     try:
         # mkstemp creates the file private (0600); results should get the user's usual mode.
         os.fchmod(fd, 0o666 & ~_current_umask())
@@ -53,11 +56,16 @@ def atomic_write_bytes(path, data):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError):
+            # A full disk or a quota is the user's to fix, in one line: not a traceback.
+            reason = error.strerror or str(error)
+            raise OutputWriteError(f"{path}: could not be written ({reason}); nothing half-written was "
+                                   "kept, and an earlier version of the file, if any, is unchanged") from None
         raise
 
 

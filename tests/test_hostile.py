@@ -330,3 +330,30 @@ def test_file_names_that_are_not_utf8_are_written_escaped(tmp_path, capsys):
     assert "bad\\xfe.tif" in failures
     (out / "run.json").read_bytes().decode("utf-8")
     assert len(list(out.glob("*.overlay.png"))) == 1
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_path, capsys, monkeypatch):
+    """ENOSPC while writing results: exit 2, one line naming the file, no temporary file left,
+    and the file an earlier run wrote is unchanged."""
+    import errno
+
+    import blotquant.output as output
+
+    blot = make_blot(shape=(200, 300), n_lanes=4, seed=1)
+    save_blot(blot, tmp_path / "blot.tif")
+    out = tmp_path / "out"
+    assert main(["quantify", str(tmp_path / "blot.tif"), "--out", str(out), "--lanes", "4"]) == 0
+    before = (out / "bands.csv").read_bytes()
+    capsys.readouterr()
+
+    def full_disk(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(output.os, "fsync", full_disk)
+    code = main(["quantify", str(tmp_path / "blot.tif"), "--out", str(out), "--lanes", "4", "--force"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "could not be written (No space left on device)" in err
+    assert "Traceback" not in err
+    assert (out / "bands.csv").read_bytes() == before
+    assert not list(out.glob(".*.tmp"))
