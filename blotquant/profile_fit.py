@@ -271,9 +271,9 @@ def fit_is_trusted(fit, box_volume, box_edge_share=0.0):
     """Whether a band's fitted volume may stand in for its box sum.
 
     A fit is set aside when it does not explain its profile (RMS misfit
-    above :data:`MAX_FIT_RESIDUAL` noise sigmas: a membrane edge or a
-    blotch the model has no term for) or when it disagrees with the box sum
-    by finding more than :data:`MAX_FIT_DISAGREEMENT` of it beyond it
+    above :data:`MAX_FIT_RESIDUAL` of the band's fitted peak: a membrane
+    edge or a blotch the model has no term for) or when it disagrees with
+    the box sum by finding more than :data:`MAX_FIT_DISAGREEMENT` of it more
     although no neighbour shares its box and the box holds the band down to
     a fifth of its height (a step taken for a tail).
 
