@@ -12,17 +12,17 @@ import warnings
 
 from . import __version__
 from .background import BACKGROUND_METHODS
-from .output import printable
 from .errors import BlotQuantError, ParameterError
 from .io import LossyImageWarning
+from .output import printable
 
 EXIT_BAD_INPUT = 2
-
 
 
 def _say(message, file=None):
     """Print one line of the command line's output, file-name bytes that are not UTF-8 as \\xNN."""
     print(printable(message), file=file if file is not None else sys.stdout)
+
 
 def build_parser():
     """The argument parser of ``blotquant`` and its subcommands."""
@@ -136,7 +136,7 @@ def _run_quantify(args, command):
         _say(f"blotquant: error: {failure['error']}", file=sys.stderr)
     n_ok = len(result.record["inputs"]) - len(result.failures)
     _say(f"blotquant: {n_ok} image(s) quantified, {len(result.bands)} band(s), "
-          f"{len(result.failures)} failed; results in {args.out}")
+         f"{len(result.failures)} failed; results in {args.out}")
     return EXIT_BAD_INPUT if len(result.failures) else 0
 
 

@@ -244,27 +244,42 @@ def locked_output_dir(out_dir, *, force=False):
 
 
 def _take_lock(lock, out_dir):
+    try:
+        taken = try_lock_file(lock)
+    except OSError as error:
+        raise OutputExistsError(f"{out_dir}: cannot write into the results folder ({error.strerror})") from None
+    if not taken:
+        raise OutputExistsError(
+            f"{out_dir}: another blotquant run is writing into this folder (lock {lock.name}: "
+            f"{_lock_owner(lock)}); wait for it to finish or choose another --out"
+        )
+
+
+def try_lock_file(lock):
+    """Create the lock file ``lock`` exclusively, holding this host and process id.
+
+    A lock whose owner is a process on this host that no longer runs (a
+    killed run) is taken over. Returns False while another live owner holds
+    it; the caller refuses or waits. The caller removes the file when done.
+
+    Raises
+    ------
+    OSError
+        When the lock cannot be created for another reason (no permission).
+    """
     owner = f"{socket.gethostname()} {os.getpid()}\n".encode()
     for _attempt in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             if _lock_is_stale(lock):
-                try:
-                    lock.unlink()
-                except FileNotFoundError:
-                    pass
+                Path(lock).unlink(missing_ok=True)
                 continue
-            raise OutputExistsError(
-                f"{out_dir}: another blotquant run is writing into this folder (lock {lock.name}: "
-                f"{_lock_owner(lock)}); wait for it to finish or choose another --out"
-            ) from None
-        except OSError as error:
-            raise OutputExistsError(f"{out_dir}: cannot write into the results folder ({error.strerror})") from None
+            return False
         with os.fdopen(fd, "wb") as handle:
             handle.write(owner)
-        return
-    raise OutputExistsError(f"{out_dir}: could not take the results folder's lock {lock.name}; try again")
+        return True
+    return False
 
 
 def _lock_owner(lock):

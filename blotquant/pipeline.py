@@ -300,7 +300,9 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             shift = lane["slope"] * (y - y_mid)
             noise_volume = profile.noise * np.sqrt(n_pixels)
             snr = float(volume / noise_volume) if noise_volume > 0 else float("inf")
-            volume_sd = _volume_sd(profile, top, bottom, pixels, volume, noise_volume, method)
+            # The spread is taken over the other estimators than the one that gave the volume.
+            used = "fit" if fit_trusted else _BOX_METHOD.get(method, method)
+            volume_sd = _volume_sd(profile, top, bottom, pixels, volume, noise_volume, used)
             if fit_trusted:
                 volume_sd = float(np.hypot(volume_sd, fit.volume_sd))
             if band_rows is None and source == "detected" and snr < min_band_snr:

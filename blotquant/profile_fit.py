@@ -63,8 +63,6 @@ class BandFit:
         Signal above the fitted baseline that belongs to this band.
     background : float
         Fitted baseline summed between the band's limits.
-    top, bottom : int
-        The band's limits (profile indices, inclusive), as given.
     centre, sigma, tau : float
         Fitted core centre (profile index), core sigma and tail length (rows).
     own_share : float
@@ -84,8 +82,6 @@ class BandFit:
 
     volume: float
     background: float
-    top: int
-    bottom: int
     centre: float
     sigma: float
     tau: float
@@ -190,8 +186,8 @@ def _fit_cluster(rows, values, seeds, noise):
     ----------
     rows, values : (R,) arrays
         The region's row numbers and row sums.
-    seeds : list of (centre, sigma, area)
-        First guesses, one per band.
+    seeds : list of (centre, sigma)
+        First guesses, one per band (areas need none: they are solved for).
     noise : float
         Row-sum noise (a floor for the fit's scale).
 
@@ -217,7 +213,7 @@ def _fit_cluster(rows, values, seeds, noise):
     n_peaks = len(seeds)
 
     start, lower, upper = [], [], []
-    for centre, sigma, _area in seeds:
+    for centre, sigma in seeds:
         start += [centre, sigma, sigma]
         lower += [centre - 2.0 * sigma - 2.0, 0.7, 0.3]
         upper += [centre + 2.0 * sigma + 2.0, 3.0 * sigma + 1.0, MAX_TAU_SIGMAS * sigma + 1.0]
@@ -289,7 +285,7 @@ def fit_is_trusted(fit, box_volume, box_edge_share=0.0):
 
     Examples
     --------
-    >>> good = BandFit(100.0, 0.0, 0, 10, 5.0, 2.0, 1.0, 1.0, 0.03, 3.0)
+    >>> good = BandFit(100.0, 0.0, 5.0, 2.0, 1.0, 1.0, 0.03, 3.0)
     >>> fit_is_trusted(good, 95.0), fit_is_trusted(good, 40.0), fit_is_trusted(good, 400.0)
     (True, False, True)
     """
@@ -364,24 +360,14 @@ def fit_lane_bands(signal, detection, bands, *, noise, width, shapes=None):
         last = max(spans[i][1] for i in group)
         if last - first + 1 < 8:
             first, last = max(0, first - 4), min(n - 1, last + 4)
-        # Every band whose peak lies in the region is fitted with it.
-        members = list(group) + [j for j in range(len(bands)) if j not in group and first <= bands[j][0] <= last]
         rows = np.arange(first, last + 1, dtype=np.float64)
         values = signal[first : last + 1]
-        guesses = []
-        for i in members:
-            peak, top, bottom = bands[i]
-            centre, sigma = seeds[i]
-            line = np.linspace(signal[top], signal[bottom], bottom - top + 1)
-            guesses.append((centre, sigma, float(np.sum(signal[top : bottom + 1] - line))))
-        baseline, peaks, rms = _fit_cluster(rows, values, guesses, row_noise)
+        baseline, peaks, rms = _fit_cluster(rows, values, [seeds[i] for i in group], row_noise)
         models = [peak["model"] for peak in peaks]
-        # Results for this cluster's own bands, which come first in ``members``;
-        # the bands of other clusters that reach into its region only share the fit.
         for k, i in enumerate(group):
             top, bottom = bands[i][1], bands[i][2]
             inside = slice(top - first, bottom - first + 1)
-            others = sum((models[j][inside] for j in range(len(members)) if j != k), np.zeros(bottom - top + 1))
+            others = sum((models[j][inside] for j in range(len(group)) if j != k), np.zeros(bottom - top + 1))
             own = models[k][inside]
             measured = float(np.sum(values[inside] - baseline[inside] - others))
             # The band's light beyond its limits (a tail's end, a flank), as the
@@ -392,8 +378,6 @@ def fit_lane_bands(signal, detection, bands, *, noise, width, shapes=None):
             results[i] = BandFit(
                 volume=volume,
                 background=float(baseline[inside].sum()),
-                top=int(top),
-                bottom=int(bottom),
                 centre=peaks[k]["centre"],
                 sigma=peaks[k]["sigma"],
                 tau=peaks[k]["tau"],
@@ -459,9 +443,7 @@ def split_shoulders(signal, detection, bands, *, noise, width, context=()):
             continue
         rows = np.arange(first, last + 1, dtype=np.float64)
         values = signal[first : last + 1]
-        line = np.linspace(signal[top], signal[bottom], bottom - top + 1)
-        area0 = float(np.sum(signal[top : bottom + 1] - line))
-        baseline, peaks, rms_one = _fit_cluster(rows, values, [(float(centre0), sigma0, area0)], row_noise)
+        baseline, peaks, rms_one = _fit_cluster(rows, values, [(float(centre0), sigma0)], row_noise)
         misfit = ndi.gaussian_filter1d(values - baseline - peaks[0]["model"], 1.0)
         inside = slice(top - first, bottom - first + 1)
         candidate = top + int(np.argmax(misfit[inside]))
@@ -471,7 +453,7 @@ def split_shoulders(signal, detection, bands, *, noise, width, context=()):
             continue
         sigma = peaks[0]["sigma"]
         # The single fit widened itself over both: each member is narrower.
-        seeds = [(float(centre0), 0.7 * sigma, 0.7 * area0), (float(candidate), 0.7 * sigma, 0.3 * area0)]
+        seeds = [(float(centre0), 0.7 * sigma), (float(candidate), 0.7 * sigma)]
         baseline2, pair, rms_two = _fit_cluster(rows, values, seeds, row_noise)
         areas = np.array([p["area"] for p in pair])
         centres = np.array([p["centre"] for p in pair])

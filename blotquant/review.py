@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import ReviewError
-from .output import atomic_write_text
+from .output import atomic_write_text, try_lock_file
 
 REVIEW_FORMAT = "blotquant-review"
 REVIEW_VERSION = 1
@@ -148,7 +150,7 @@ def save_review(review, image_path, *, now=None):
     that name is taken: two saves within one clock tick keep both) before
     the new one is written atomically, so the review file itself is never
     missing. Saves of one image's review take turns (a lock file beside it,
-    ``<review>.lock``), so two saving at once (two napari windows, a script)
+    ``<review>.lock``, taken over from a save whose process died), so two saving at once (two napari windows, a script)
     both keep their reviews: one as the review, the other as a copy.
 
     Returns
@@ -161,15 +163,15 @@ def save_review(review, image_path, *, now=None):
     Raises
     ------
     ReviewError
-        When another save has held the lock for longer than a stale lock
-        lives (:data:`_SAVE_LOCK_STALE_S`) and still does.
+        When another live save holds the lock for longer than
+        :data:`_SAVE_LOCK_WAIT_S`.
     """
     path = review_path_for(image_path)
     now = now or datetime.now(timezone.utc)
     if not review.reviewed_at:
         review.reviewed_at = now.isoformat(timespec="seconds")
     text = json.dumps(review.to_dict(), indent=2) + "\n"
-    with _save_lock(path):
+    with _review_save_lock(path):
         previous = None
         if path.exists():
             stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
@@ -179,42 +181,31 @@ def save_review(review, image_path, *, now=None):
     return path, previous
 
 
-#: A save lock older than this (seconds) was left by a save that died; it is taken over.
-_SAVE_LOCK_STALE_S = 30.0
+#: How long a save waits for another save of the same review (seconds) before giving up.
+_SAVE_LOCK_WAIT_S = 30.0
 
 
-class _save_lock:
-    """Exclusive lock file beside a review while it is saved (waits for another save to finish)."""
+@contextmanager
+def _review_save_lock(path):
+    """Hold ``<review>.lock`` while the review is saved, waiting for another save to finish.
 
-    def __init__(self, path):
-        self.lock = path.with_name(path.name + ".lock")
-
-    def __enter__(self):
-        import os
-        import time
-
-        deadline = time.monotonic() + 2 * _SAVE_LOCK_STALE_S
-        while True:
-            try:
-                descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    age = time.time() - self.lock.stat().st_mtime
-                except FileNotFoundError:
-                    continue  # released between the two calls
-                if age > _SAVE_LOCK_STALE_S:
-                    self.lock.unlink(missing_ok=True)
-                    continue
-                if time.monotonic() > deadline:
-                    raise ReviewError(f"{self.lock}: another save of this review has not finished; "
-                                      "try again, or delete the lock file if no save is running") from None
-                time.sleep(0.01)
-                continue
-            os.close(descriptor)
-            return self
-
-    def __exit__(self, *exc):
-        self.lock.unlink(missing_ok=True)
+    The lock is :func:`blotquant.output.try_lock_file`'s: one left by a save
+    whose process died is taken over.
+    """
+    lock = path.with_name(path.name + ".lock")
+    deadline = time.monotonic() + _SAVE_LOCK_WAIT_S
+    try:
+        while not try_lock_file(lock):
+            if time.monotonic() > deadline:
+                raise ReviewError(f"{lock}: another save of this review has not finished in "
+                                  f"{_SAVE_LOCK_WAIT_S:.0f} s; try again")
+            time.sleep(0.01)
+    except OSError as error:
+        raise ReviewError(f"{path}: cannot be saved ({error.strerror or error})") from None
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _keep_copy(path, stem):

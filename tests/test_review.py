@@ -115,17 +115,34 @@ def test_concurrent_saves_lose_no_review(tmp_path):
     assert notes == sorted(f"review {i}" for i in range(8))
 
 
-def test_a_stale_save_lock_is_taken_over(tmp_path):
-    import os
-    import time
+def test_a_save_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
 
     from blotquant.review import review_path_for, save_review
 
     image = tmp_path / "blot.tif"
     image.write_bytes(b"")
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     lock = review_path_for(image).with_name(review_path_for(image).name + ".lock")
-    lock.write_text("")
-    old = time.time() - 3600
-    os.utime(lock, (old, old))
+    lock.write_text(f"{socket.gethostname()} {finished.stdout.strip()}\n")
     saved, _ = save_review(_note_review("after a crash"), image)
     assert saved.exists() and not lock.exists()
+
+
+def test_a_save_waits_for_a_live_save_and_then_gives_up(tmp_path, monkeypatch):
+    import os
+    import socket
+
+    import blotquant.review as review_module
+    from blotquant.errors import ReviewError
+
+    image = tmp_path / "blot.tif"
+    image.write_bytes(b"")
+    lock = review_module.review_path_for(image).with_name(review_module.review_path_for(image).name + ".lock")
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}\n")  # held by a live process: this one
+    monkeypatch.setattr(review_module, "_SAVE_LOCK_WAIT_S", 0.05)
+    with pytest.raises(ReviewError, match="another save of this review has not finished"):
+        review_module.save_review(_note_review("blocked"), image)
+    assert lock.exists() and not review_module.review_path_for(image).exists()
