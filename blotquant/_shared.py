@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
@@ -84,3 +86,9 @@ def difference_noise_sigma(profile):
     if profile.size < 3:
         return 0.0
     return robust_sigma(np.diff(profile)) / np.sqrt(2.0)
+
+
+def safe_file_stem(text):
+    """A file-name-safe stem for a target name (``p-mTOR`` -> ``p-mTOR``, ``a/b c`` -> ``a_b_c``)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
+    return stem or "target"

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ._shared import safe_file_stem
 from .flags import flagged_samples
 from .output import atomic_write_bytes
 
@@ -170,7 +171,6 @@ def save_timecourse_figures(result, folder):
     """
     import matplotlib
 
-    from .study import safe_file_stem
 
     folder = Path(folder)
     kinetics = result.kinetics.set_index("target") if not result.kinetics.empty else None

@@ -109,3 +109,25 @@ def test_run_study_is_part_of_the_top_level_api():
 
     assert blotquant.run_study is run_study
     assert "run_study" in blotquant.__all__
+
+
+def test_study_uses_the_review_beside_a_symlinked_image(tmp_path, capsys):
+    """`quantify link.tif` and `study` must find the same review: the one beside the link."""
+    raw = tmp_path / "raw"
+    study_dir = tmp_path / "study"
+    shutil.copytree(SAMPLE_DATA, study_dir, ignore=shutil.ignore_patterns("*.py"))
+    raw.mkdir()
+    image = study_dir / "B1_p-mTOR.tif"
+    shutil.move(image, raw / image.name)
+    image.symlink_to(raw / image.name)
+    review = Review(image_name=image.name, image_sha256=sha256_of_file(image), reviewer="A. Tester",
+                    exclusions=[{"strip": 1, "lane": 3, "band": None, "reason": "bubble over the band"}])
+    saved, _ = save_review(review, image)
+    assert saved.parent == study_dir
+
+    out = tmp_path / "out"
+    assert main(["study", str(study_dir / "study.toml"), "--out", str(out)]) == 0
+    assert f"using lane review {saved}" in capsys.readouterr().err
+    normalized = pd.read_csv(out / "normalized.csv")
+    excluded = normalized[(normalized["sample_id"] == "PFC-R02") & (normalized["target"] == "p-mTOR")]
+    assert np.isnan(excluded["value"]).all()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from blotquant.flags import FLAG_CODES, FLAG_COLUMNS, flagged_samples
-from blotquant.study import analyse_study, load_study
+from blotquant.study import analyse_study
+from blotquant.study_files import load_study
 from study_helpers import hand_bands, layout_rows, pmtor_volumes, sample_rows, write_study
 
 CLEAN_DESIGN = [("vehicle", 30, 3), ("ketamine", 30, 3), ("vehicle", 60, 3), ("ketamine", 60, 3)]

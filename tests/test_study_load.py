@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from blotquant.errors import StudyError
-from blotquant.study import load_study
+from blotquant.study_files import load_study
 from study_helpers import layout_rows, sample_rows, write_study
 
 DESIGN = [("vehicle", 30, 2), ("ketamine", 30, 2)]

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage as ndi
 
-from blotquant.study import _rotation_matrix, estimate_image_offset, loaded_lane_span, transform_lane_geometry
+from blotquant.registration import _rotation_matrix, estimate_image_offset, transform_lane_geometry
+from blotquant.study import loaded_lane_span
 from blotquant.synth import make_blot
 
 SHAPE = (360, 800)
@@ -42,7 +43,7 @@ def test_rotation_search_finds_the_turn_when_not_given(reference):
 
 def test_lanes_follow_a_reprobed_membrane_with_other_bands(reference):
     """Re-probe: bands at another row, membrane turned 0.7 degrees and shifted; lanes must land on them."""
-    from blotquant.study import _rotation_from_tilts
+    from blotquant.registration import _rotation_from_tilts
     from blotquant.pipeline import quantify
 
     reprobe = make_blot(shape=SHAPE, n_lanes=12, band_rows=((0.25, 1.0),), amounts=AMOUNTS[::-1], seed=3,

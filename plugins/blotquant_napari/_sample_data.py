@@ -34,7 +34,7 @@ def sample_blot_path():
 
     study_file = SAMPLE_DATA_DIR / "study.toml"
     if study_file.is_file():
-        from blotquant.study import load_study
+        from blotquant.study_files import load_study
 
         try:
             images = load_study(study_file).images

@@ -49,7 +49,7 @@ def prepare_session(data, metadata, source_path, name, n_lanes, study_file):
     notes = []
     options, sample_ids = {}, {}
     if study_file:
-        from blotquant.study import load_study
+        from blotquant.study_files import load_study
 
         try:
             options, sample_ids = study_settings(load_study(study_file), image, channel)
