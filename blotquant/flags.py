@@ -35,6 +35,28 @@ FLAG_CODES = {
     "IMAGE_WARNING": "the image file itself is unfit for quantification (lossy, 8-bit, ...)",
 }
 
+#: What to do about each kind of problem, for the report's grouped entries.
+FLAG_ACTIONS = {
+    "TIME_ORDER_INVALID": "Correct dose_start / collected_at in samples.csv.",
+    "REFERENCE_AMBIGUOUS": "Add time_reference = \"dose_start\" or \"infusion_end\" to study.toml.",
+    "COLLECTION_TIME_DRIFT": "Check the collection log; the analysis uses the real times as [statistics] "
+                             "timepoint says.",
+    "OUTSIDE_KINETIC_WINDOW": "Read these samples as baseline checks, or collect on time in future.",
+    "NO_TIME_MATCHED_CONTROL": "Add time-matched control animals, or compare against a pooled control group "
+                               "and say so in the methods.",
+    "PEAK_NOT_SAMPLED": "Add a timepoint inside the target's expected window.",
+    "SATURATED_BAND": "Re-image with a shorter exposure or load less protein.",
+    "LOW_SNR": "Re-image with a longer exposure or load more protein.",
+    "BAND_NOT_DETECTED": "Check band_rows in study.toml and the overlay; re-run a failed lane.",
+    "BAND_OVERLAP": "Check the overlay; narrow band_rows, or integrate a doublet whole (band_rows_mode = "
+                    "\"window\").",
+    "LOADING_CONTROL_VARIATION": "Check the odd lanes; re-run the blot with equal loads or normalise to total "
+                                 "protein.",
+    "CROSS_BLOT_NO_CALIBRATOR": "Load a pooled reference lysate on every blot and mark it 'calibrator'.",
+    "OUTSIDE_LINEAR_RANGE": "Load less (or more) protein, or re-image with another exposure.",
+    "IMAGE_WARNING": "Export the raw 16-bit image from the imager and quantify that.",
+}
+
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 #: Severities that mark a sample's point in the plots.
@@ -89,37 +111,82 @@ def flag_time_order(timed_samples, where_loaded):
     return _flags(bad, severity="error", code="TIME_ORDER_INVALID", sample_id=bad["sample_id"],
                   blot=bad["blot"].fillna(""), lane=bad["lane"].fillna(""),
                   message=_sample_label(bad) + ": " + what + " in samples.csv, so its real post-dose "
-                  "time is unknown; it is analysed at its nominal time only. Correct the time stamps.")
+                  "time is unknown and its values are left out of the statistics (unless [statistics] exclude_flagged = "
+                  "false). Correct the time stamps.")
 
 
-def flag_reference_ambiguous(timed_samples, where_loaded, *, reference_given, max_bolus_min=5.0):
-    """REFERENCE_AMBIGUOUS: infusions longer than ``max_bolus_min`` but no declared time reference."""
+def flag_reference_ambiguous(timed_samples, *, reference_given, reference_used="dose_start",
+                             reference_inferred=False, comparison=None, max_bolus_min=5.0):
+    """REFERENCE_AMBIGUOUS: infusions longer than ``max_bolus_min`` but no declared time reference.
+
+    One study-level flag (the fix is one line in study.toml). When the time stamps fit one
+    reference (see :func:`blotquant.timing.inferred_time_reference`) the message says which,
+    by how many minutes, and that it was used.
+
+    Parameters
+    ----------
+    timed_samples : pandas.DataFrame
+        The sample sheet with ``infusion_min``.
+    reference_given : bool
+        study.toml names the reference; then nothing is flagged.
+    reference_used : str
+        The reference the times were counted from.
+    reference_inferred : bool
+        ``reference_used`` was read from the time stamps.
+    comparison : pandas.DataFrame, optional
+        :func:`blotquant.timing.compare_time_references` of the samples.
+    """
     if reference_given:
         return empty_flags()
-    long = timed_samples[timed_samples["infusion_min"].fillna(0) > max_bolus_min].merge(
-        where_loaded, on="sample_id", how="left")
-    return _flags(long, severity="warning", code="REFERENCE_AMBIGUOUS", sample_id=long["sample_id"],
-                  blot=long["blot"].fillna(""), lane=long["lane"].fillna(""),
-                  message=_sample_label(long) + ": a " + long["infusion_min"].map("{:g}".format)
-                  + "-min infusion, but study.toml does not say whether post-dose time counts from "
-                  "dose_start or infusion_end; times were counted from dose_start. Add "
-                  "time_reference = \"dose_start\" or \"infusion_end\" to study.toml.")
+    long = timed_samples[timed_samples["infusion_min"].fillna(0) > max_bolus_min]
+    if long.empty:
+        return empty_flags()
+    lengths = ", ".join(f"{v:g}" for v in sorted(long["infusion_min"].unique()))
+    text = (f"{len(long)} samples had infusions ({lengths} min), but study.toml does not say whether "
+            "post-dose time counts from dose_start or infusion_end. ")
+    if comparison is not None and not comparison.empty:
+        described = "Counted from " + "; from ".join(
+            f"{r.reference}, {r.n_punctual} of {r.n_timed} collections are punctual "
+            f"(median {r.median_drift_min:+.0f} min from plan)" for r in comparison.itertuples())
+        text += described + ". "
+    if reference_inferred:
+        text += f"The time stamps fit {reference_used}, so times were counted from it. "
+    else:
+        text += f"Times were counted from {reference_used}. "
+    text += ("Add time_reference = \"dose_start\" or \"infusion_end\" to study.toml to say which the "
+             "protocol meant.")
+    return _flags(severity=["warning"], code=["REFERENCE_AMBIGUOUS"], message=[text])
 
 
-def flag_collection_drift(timed_samples, drift, where_loaded):
+def flag_collection_drift(timed_samples, drift, where_loaded, timepoints=None):
     """COLLECTION_TIME_DRIFT: real post-dose time further from nominal than the tolerance.
 
-    ``drift`` is the output of :func:`blotquant.timing.collection_drift` on the same index.
+    ``drift`` is the output of :func:`blotquant.timing.collection_drift` on the same index;
+    ``timepoints`` (:func:`blotquant.policy.assign_timepoints`), when given, lets the
+    message say what the analysis did with the sample.
     """
     late = timed_samples.join(drift)[drift["drifted"]].merge(where_loaded, on="sample_id", how="left")
+    if late.empty:
+        return empty_flags()
     direction = np.where(late["drift_min"] > 0, "late", "early")
+    if timepoints is not None:
+        late = late.merge(timepoints, on="sample_id", how="left", suffixes=("", "_assigned"))
+        analysed = np.where(
+            late["timepoint_min"].isna(),
+            "It is left out of the time course (no planned timepoint is within tolerance of its real time)",
+            np.where(late["timepoint_min"] == late["nominal_min"],
+                     "It is analysed at its planned timepoint (timepoint = \"nominal\")",
+                     "It is analysed at the " + late["timepoint_min"].map("{:g}".format)
+                     + "-min timepoint, the planned one nearest its real time"))
+        analysed = pd.Series(analysed, index=late.index) + ". Check the collection log."
+    else:
+        analysed = "Its point is plotted at its real time; check the collection log."
     return _flags(late, severity="warning", code="COLLECTION_TIME_DRIFT", sample_id=late["sample_id"],
                   blot=late["blot"].fillna(""), lane=late["lane"].fillna(""),
                   message=_sample_label(late) + ": collected at " + late["actual_min"].map("{:.0f}".format)
                   + " min after the dose, " + late["drift_min"].abs().map("{:.0f}".format) + " min "
                   + direction + " (tolerance " + late["drift_tolerance_min"].map("{:.0f}".format)
-                  + " min). Its point is plotted at its real time; check the collection log, and "
-                  "analyse it at its real time or leave it out of the timepoint's mean.")
+                  + " min). " + analysed)
 
 
 def flag_outside_kinetic_window(normalized, kinetics, *, control_group, margin_min=5.0, margin_fraction=0.10):
@@ -165,19 +232,41 @@ def flag_outside_kinetic_window(normalized, kinetics, *, control_group, margin_m
 
 
 def flag_no_time_matched_control(normalized, *, control_group):
-    """NO_TIME_MATCHED_CONTROL: treated samples at a nominal time with no control sample of that target."""
-    control_times = normalized.loc[(normalized["group"] == control_group) & normalized["value"].notna(),
-                                   ["target", "nominal_min"]].drop_duplicates()
-    treated = normalized[normalized["group"] != control_group]
+    """NO_TIME_MATCHED_CONTROL: a treated timepoint with no control value of that target.
+
+    One flag per target and timepoint naming its treated samples; when the control group
+    has no value of any target at a timepoint (the animals were never collected, or all
+    were left out), one study-level flag for that timepoint instead.
+
+    ``normalized`` holds the analysed values: ``nominal_min`` is the timepoint analysed.
+    """
+    has_value = normalized["value"].notna()
+    control = normalized[(normalized["group"] == control_group) & has_value]
+    treated = normalized[(normalized["group"] != control_group) & has_value]
+    control_times = control[["target", "nominal_min"]].drop_duplicates()
     unmatched = treated.merge(control_times, on=["target", "nominal_min"], how="left", indicator=True)
     unmatched = unmatched[unmatched["_merge"] == "left_only"]
-    return _flags(unmatched, severity="warning", code="NO_TIME_MATCHED_CONTROL", target=unmatched["target"],
-                  sample_id=unmatched["sample_id"], blot=unmatched["blot"], lane=unmatched["lane"],
-                  message=_sample_label(unmatched) + ": no " + control_group + " sample of "
-                  + unmatched["target"] + " at " + unmatched["nominal_min"].map("{:g}".format)
-                  + " min, so no fold change or test is given for this timepoint. Add time-matched "
-                  + control_group + " animals, or compare against a pooled " + control_group
-                  + " group and say so in the methods.")
+    if unmatched.empty:
+        return empty_flags()
+    advice = (f"Add time-matched {control_group} animals, or compare against a pooled {control_group} group "
+              "and say so in the methods.")
+    missing_everywhere = set(unmatched["nominal_min"]) - set(control["nominal_min"])
+    study_level = unmatched[unmatched["nominal_min"].isin(missing_everywhere)]
+    per_target = unmatched[~unmatched["nominal_min"].isin(missing_everywhere)]
+    rows = []
+    for minutes, group in study_level.groupby("nominal_min"):
+        samples = sorted(group["sample_id"].astype(str).unique())
+        rows.append({"target": "", "message": f"no {control_group} sample at {minutes:g} min for any target, "
+                     f"so no fold change or test is given there ({len(samples)} treated samples: "
+                     f"{', '.join(samples)}). {advice}"})
+    for (target, minutes), group in per_target.groupby(["target", "nominal_min"]):
+        samples = sorted(group["sample_id"].astype(str).unique())
+        rows.append({"target": target, "message": f"no {control_group} value of {target} at {minutes:g} min, "
+                     f"so no fold change or test is given there ({len(samples)} treated samples: "
+                     f"{', '.join(samples)}). {advice}"})
+    rows = pd.DataFrame(rows)
+    return _flags(rows, severity="warning", code="NO_TIME_MATCHED_CONTROL", target=rows["target"],
+                  message=rows["message"])
 
 
 def flag_peak_not_sampled(normalized, kinetics, *, control_group):
@@ -214,6 +303,13 @@ def flag_band_quality(lane_signals, *, min_snr=10.0, max_overlap=0.3):
     saturated = lanes["saturated"].astype(bool)
     low = (lanes["snr"] < min_snr) & ~saturated
     missing = ~lanes["detected"].astype(bool)
+    # A band missing where most of the image's other sample lanes show one is a failed lane
+    # (loading, transfer), not a sample without the protein: its value is wrong.
+    is_sample = lanes["lane_kind"] == "sample"
+    image_key = [lanes["blot"].astype(str), lanes["target"].astype(str)]
+    found_elsewhere = (~missing & is_sample).groupby(image_key).transform("sum")
+    others = is_sample.groupby(image_key).transform("sum") - is_sample.astype(int)
+    expected = missing & is_sample & (found_elsewhere >= 0.5 * others) & (others > 0)
     overlap = lanes["overlap"] if "overlap" in lanes else pd.Series(np.nan, index=lanes.index)
     touching = (overlap >= max_overlap) & ~missing & ~saturated
     parts = [
@@ -229,10 +325,14 @@ def flag_band_quality(lane_signals, *, min_snr=10.0, max_overlap=0.3):
                + f" (below {min_snr:g}), so the volume is uncertain by roughly "
                + (100 / lanes.loc[low, "snr"].clip(lower=1)).map("{:.0f}".format)
                + "%. Re-image with a longer exposure or load more protein."),
-        _flags(lanes[missing], severity="warning", code="BAND_NOT_DETECTED",
+        _flags(lanes[missing], severity=np.where(expected[missing], "error", "warning"), code="BAND_NOT_DETECTED",
                **{k: v[missing] for k, v in common.items()},
                message=prefix[missing] + "no band was found inside band_rows; the signal of the whole "
-               "window was used. Check band_rows in study.toml and the overlay image."),
+               "window was used. " + pd.Series(np.where(
+                   expected, "The blot's other sample lanes show the band, so this lane probably failed "
+                   "(loading, transfer, a bubble): its value is left out of the analysis. ",
+                   ""), index=lanes.index)[missing]
+               + "Check band_rows in study.toml and the overlay image."),
         _flags(lanes[touching], severity="warning", code="BAND_OVERLAP",
                **{k: v[touching] for k, v in common.items()},
                message=prefix[touching] + "the profile between this band and a neighbouring one only falls to "
@@ -391,3 +491,41 @@ def flagged_samples(flags, *, severities=MARKING_SEVERITIES):
                    & ~flags["code"].isin(TIMEPOINT_CODES)]
     return marked.groupby(["target", "sample_id"])["code"].agg(
         lambda c: ", ".join(sorted(set(c)))).rename("codes").reset_index()
+
+
+GROUPED_FLAG_COLUMNS = ("severity", "code", "target", "n_samples", "samples", "blots", "message", "action")
+
+
+def group_flags(flags):
+    """One entry per problem, for reading: flags of one severity, code and target together.
+
+    ``flags.csv`` keeps one row per sample; a report that repeats the same problem for
+    eight samples hides the one that matters. The grouped entry names the samples (or,
+    for a study-level flag, none), gives the message itself when there is one flag and
+    the code's meaning with the first flag's message as an example otherwise, and says
+    what to do.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :data:`GROUPED_FLAG_COLUMNS`, most severe first, then most samples.
+    """
+    if flags.empty:
+        return pd.DataFrame(columns=list(GROUPED_FLAG_COLUMNS))
+    rows = []
+    for (severity, code, target), group in flags.groupby(["severity", "code", "target"], sort=False):
+        samples = sorted(set(group["sample_id"]) - {""})
+        blots = sorted(set(";".join(group["blot"]).split(";")) - {""})
+        if len(group) == 1:
+            message = group["message"].iloc[0]
+        else:
+            message = (f"{FLAG_CODES.get(code, code)}: {len(group)} flags. For example, "
+                       f"{group['message'].iloc[0]}")
+        rows.append({"severity": severity, "code": code, "target": target, "n_samples": len(samples),
+                     "samples": ", ".join(samples), "blots": ", ".join(blots), "message": message,
+                     "action": "" if FLAG_ACTIONS.get(code, "") in message else FLAG_ACTIONS.get(code, "")})
+    grouped = pd.DataFrame(rows, columns=list(GROUPED_FLAG_COLUMNS))
+    grouped["_rank"] = grouped["severity"].map(SEVERITY_ORDER)
+    grouped = grouped.sort_values(["_rank", "n_samples", "code", "target"], ascending=[True, False, True, True],
+                                  kind="stable")
+    return grouped.drop(columns="_rank").reset_index(drop=True)

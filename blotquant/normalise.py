@@ -15,6 +15,7 @@ Three steps, each a pure function on tidy tables:
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 #: Reserved ``sample_id`` values of layout.csv that mark lanes without a study sample.
 SPECIAL_LANES = ("ladder", "empty", "calibrator")
@@ -114,6 +115,10 @@ def normalise_lane_signals(lane_signals):
             the number the statistics use: the ratio to total for a phospho
             target, else the normalised value, divided by ``calibrator_value``
             when there is one.
+        ``value_sd``
+            the measurement uncertainty of ``value``: the bands' ``volume_sd``
+            (target, loading or total band, calibrator lanes) carried through
+            the divisions as relative variances (NaN when the bands carry none).
 
     Examples
     --------
@@ -128,8 +133,9 @@ def normalise_lane_signals(lane_signals):
     """
     keys = _LANE_KEYS
     is_loading = lane_signals["role"].isin(LOADING_ROLES)
-    loading = lane_signals.loc[is_loading, [*keys, "lane_kind", "target", "volume"]].rename(
-        columns={"target": "loading_target", "volume": "loading_volume"})
+    lane_signals = lane_signals.assign(relative_sd=_relative_sd(lane_signals))
+    loading = lane_signals.loc[is_loading, [*keys, "lane_kind", "target", "volume", "relative_sd"]].rename(
+        columns={"target": "loading_target", "volume": "loading_volume", "relative_sd": "loading_relative_sd"})
     # The reference is the blot's median *sample* lane: a calibrator dilution series would
     # otherwise pull it down. A blot of calibrators only falls back to all its lanes.
     median_all = loading.groupby("blot")["loading_volume"].median()
@@ -143,26 +149,49 @@ def normalise_lane_signals(lane_signals):
     measured = lane_signals[~is_loading].merge(loading, on=keys, how="left", validate="many_to_one")
     measured["normalised"] = measured["volume"] / measured["loading_factor"]
 
-    totals = measured[[*keys, "target", "normalised"]].rename(
-        columns={"target": "total_target", "normalised": "total_normalised"})
+    totals = measured[[*keys, "target", "normalised", "relative_sd"]].rename(
+        columns={"target": "total_target", "normalised": "total_normalised", "relative_sd": "total_relative_sd"})
     measured = measured.merge(totals, on=[*keys, "total_target"], how="left", validate="many_to_one")
     measured["ratio_to_total"] = measured["normalised"] / measured["total_normalised"].where(
         measured["total_normalised"] > 0)
     has_total = measured["total_target"].fillna("").astype(str) != ""
     uncalibrated = measured["ratio_to_total"].where(has_total, measured["normalised"])
     measured["value_kind"] = np.where(has_total, "ratio_to_total", "normalised")
+    # Relative measurement variances add: a ratio to total shares the lane's loading, which
+    # cancels; a normalised value carries the loading band's uncertainty.
+    uncalibrated_relative_variance = np.where(
+        has_total, measured["relative_sd"] ** 2 + measured["total_relative_sd"] ** 2,
+        measured["relative_sd"] ** 2 + measured["loading_relative_sd"] ** 2)
 
     reference_load = _calibrator_reference_load(measured)
     measured["uncalibrated_value"] = uncalibrated
     at_reference = (measured["lane_kind"] == "calibrator") & (
         measured["load_ug"].isna() & measured["blot"].map(reference_load).isna()
         | (measured["load_ug"] == measured["blot"].map(reference_load)))
-    calibrator_value = measured[at_reference].groupby(["blot", "target"])["uncalibrated_value"].mean()
+    measured["uncalibrated_relative_variance"] = uncalibrated_relative_variance
+    reference_lanes = measured[at_reference].groupby(["blot", "target"])
+    calibrator_value = reference_lanes["uncalibrated_value"].mean()
+    # The mean of n lanes: its relative variance is the mean lane variance over n.
+    calibrator_variance = reference_lanes["uncalibrated_relative_variance"].mean() / reference_lanes.size()
     measured = measured.join(calibrator_value.rename("calibrator_value"), on=["blot", "target"])
+    measured = measured.join(calibrator_variance.rename("calibrator_relative_variance"), on=["blot", "target"])
     calibrated = measured["calibrator_value"].notna()
     measured["value"] = uncalibrated.where(~calibrated, uncalibrated / measured["calibrator_value"])
     measured["value_kind"] = measured["value_kind"].where(~calibrated, measured["value_kind"] + "/calibrator")
+    relative_variance = measured["uncalibrated_relative_variance"] + measured["calibrator_relative_variance"].where(
+        calibrated, 0.0)
+    measured["value_sd"] = measured["value"].abs() * np.sqrt(relative_variance)
+    measured = measured.drop(columns=["relative_sd", "loading_relative_sd", "total_relative_sd",
+                                      "uncalibrated_relative_variance", "calibrator_relative_variance"])
     return measured.reset_index(drop=True)
+
+
+def _relative_sd(lane_signals):
+    """Each band's measurement SD relative to its volume (NaN without ``volume_sd``)."""
+    if "volume_sd" not in lane_signals:
+        return pd.Series(np.nan, index=lane_signals.index)
+    volume = lane_signals["volume"].where(lane_signals["volume"].abs() > 0)
+    return (lane_signals["volume_sd"] / volume).abs()
 
 
 def sample_values(normalised_lanes, samples):
@@ -185,14 +214,16 @@ def sample_values(normalised_lanes, samples):
         ``nominal_min``, ``actual_min`` and any further sample-sheet columns), then
         ``target``, ``role``, ``total_target``, ``blot``, ``lane``, ``n_lanes``, ``volume``,
         ``loading_volume``, ``loading_factor``, ``normalised``, ``total_normalised``,
-        ``ratio_to_total``, ``calibrator_value``, ``value``, ``value_kind``, ``saturated``,
-        ``snr``, ``detected``.
+        ``ratio_to_total``, ``calibrator_value``, ``value``, ``value_sd``, ``value_kind``,
+        ``saturated``, ``snr``, ``detected``.
     """
     lanes = normalised_lanes[normalised_lanes["lane_kind"] == "sample"].copy()
     lanes["lane_label"] = lanes["lane"].astype(int).astype(str)
     numeric = ["volume", "loading_volume", "loading_factor", "normalised", "total_normalised",
                "ratio_to_total", "calibrator_value", "value"]
     aggregations = {column: (column, "mean") for column in numeric}
+    # The SD of a mean of n replicate lanes whose errors are independent.
+    aggregations["value_sd"] = ("value_sd", lambda sd: np.sqrt((sd**2).sum(min_count=1)) / sd.size)
     aggregations.update(
         role=("role", "first"),
         total_target=("total_target", "first"),
@@ -208,6 +239,6 @@ def sample_values(normalised_lanes, samples):
     sample_columns = [c for c in samples.columns if c not in ("reference_time", "time_problem")]
     table = samples[sample_columns].merge(per_sample, on="sample_id", how="inner", validate="one_to_many")
     ordered = [*sample_columns, "target", "role", "total_target", "blot", "lane", "n_lanes",
-               *numeric[:-1], "value", "value_kind", "saturated", "snr", "detected"]
+               *numeric[:-1], "value", "value_sd", "value_kind", "saturated", "snr", "detected"]
     return table[ordered].sort_values(["target", "group", "nominal_min", "sample_id"],
                                       kind="stable").reset_index(drop=True)

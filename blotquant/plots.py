@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -106,11 +107,16 @@ def plot_timecourse(target, timecourse, normalized, *, control_group, kinetics=N
             else:
                 axes.axvline(first, color=WINDOW_COLOUR, lw=2, zorder=0)
 
-    # Animals at their real time (nominal when the real one is unknown).
+    # Animals at their real time (nominal when the real one is unknown); those the analysis
+    # policy left out are drawn hollow, and the means are of the others only.
     animals["x"] = animals["actual_min"].where(animals["actual_min"].notna(), animals["nominal_min"])
+    included = animals["included"].astype(bool) if "included" in animals else pd.Series(True, index=animals.index)
     for group in groups:
-        rows = animals[animals["group"] == group]
+        in_group = animals["group"] == group
+        rows, left_out = animals[in_group & included], animals[in_group & ~included]
         axes.scatter(rows["x"], rows["value"], s=18, color=colours[group], alpha=0.55, lw=0, zorder=3)
+        axes.scatter(left_out["x"], left_out["value"], s=22, facecolors="none", edgecolors=colours[group],
+                     lw=1.1, zorder=3)
         means = summary[summary["group"] == group].sort_values("nominal_min")
         axes.errorbar(means["nominal_min"], means["mean"], yerr=means["sem"], color=colours[group],
                       lw=1.6, marker="o", ms=5, capsize=3, zorder=4)
@@ -118,6 +124,9 @@ def plot_timecourse(target, timecourse, normalized, *, control_group, kinetics=N
                               label=f"{plain_text(group)} (mean ± SEM)"))
     handles.append(Line2D([], [], color="0.4", marker="o", lw=0, alpha=0.55, ms=4,
                           label="animals at real time"))
+    if not included.all():
+        handles.append(Line2D([], [], marker="o", lw=0, markerfacecolor="none", markeredgecolor="0.4", ms=5,
+                              label="left out of the mean (see report)"))
 
     if flags is not None and not flags.empty:
         marked = flagged_samples(flags)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .flags import FLAG_CODES, SEVERITY_ORDER
+from .flags import FLAG_CODES, SEVERITY_ORDER, group_flags
 from .kinetics import describe_window
 from .output import atomic_write_text
 
@@ -131,8 +131,14 @@ def methods_text(result):
                     "(a pooled reference lysate loaded on every blot).")
     text += [
         "Technical replicate lanes of a sample were averaged.",
-        f"Post-dose time was computed from the recorded dosing and collection times, counted from {reference}.",
-        "For each target, group and nominal time point, the mean and standard error of the mean (SEM) are "
+        f"Post-dose time was computed from the recorded dosing and collection times, counted from {reference}"
+        + (" (study.toml does not name the reference; the time stamps fit this one and not the other)."
+           if study.time_reference_inferred else "."),
+        policy_text(study),
+        "Each band's measurement uncertainty (from the noise of its lane and, for fitted bands, the spread "
+        "between the fit and the box sum) was carried through normalisation as relative variances and is "
+        "reported per sample (value_sd) and per timepoint (measurement SD) beside the between-animal SD.",
+        "For each target, group and analysed time point, the mean and standard error of the mean (SEM) are "
         f"reported; each treated group was compared with the time-matched {study.control_group} group by "
         f"Welch's two-sample t-test, with {correction} correction across the time points of each target.",
         "The peak was taken as the time point of the largest fold change over control; its uncertainty as the "
@@ -145,6 +151,28 @@ def methods_text(result):
     return " ".join(text)
 
 
+def policy_text(study):
+    """The analysis policy in one or two sentences, as applied."""
+    if study.timepoint == "actual":
+        timing = ("Each sample was analysed at the planned time point nearest its real post-dose time, when "
+                  "within the collection tolerance of it (max of "
+                  f"{study.thresholds['collection_drift_min']:g} min and "
+                  f"{100 * study.thresholds['collection_drift_fraction']:g}% of the time point); samples "
+                  "collected within the tolerance of no planned time point were left out.")
+    else:
+        timing = "Each sample was analysed at its planned (nominal) time point, whatever its real time."
+    if study.exclude_flagged:
+        flagged = ("Values whose measurement is known to be wrong (an error flag: a saturated band of the "
+                   "target, its total or the lane's loading control; a collection time before the dose; a band "
+                   "missing where the blot's other lanes show one) were left out of the means, tests and peak "
+                   "estimates of the targets they affect.")
+    else:
+        flagged = "Flagged values were kept in the analysis ([statistics] exclude_flagged = false)."
+    return (f"{flagged} {timing} Every value left out is listed with its reason in normalized.csv (included, "
+            "exclusion_reason); sensitivity.csv repeats the comparisons with every sample included at its "
+            "planned time point.")
+
+
 def _summary(result):
     study = result.study
     counts = result.flags["severity"].value_counts()
@@ -152,12 +180,22 @@ def _summary(result):
         f"<span class=\"{severity}\">{escape(counts.get(severity, 0))} {severity}"
         f"{'s' if counts.get(severity, 0) != 1 else ''}</span>"
         for severity in SEVERITY_ORDER)
-    codes = (result.flags[result.flags["severity"] != "info"].groupby(["severity", "code"]).size()
-             .reset_index(name="count"))
-    codes["rank"] = codes["severity"].map(SEVERITY_ORDER)
-    codes = codes.sort_values(["rank", "count"], ascending=[True, False])
-    items = "".join(f"<li class=\"{escape(r.severity)}\"><b>{escape(r.code)}</b> ({r.count}): "
-                    f"{escape(FLAG_CODES.get(r.code, ''))}</li>" for r in codes.itertuples())
+    grouped = group_flags(result.flags)
+    grouped = grouped[grouped["severity"] != "info"]
+    items = "".join(
+        f"<li class=\"{escape(r.severity)}\"><b>{escape(r.code)}</b>"
+        f"{' (' + escape(r.target) + ')' if r.target else ''}: {escape(FLAG_CODES.get(r.code, ''))}"
+        f"{'; ' + escape(r.samples) if r.samples else ''}</li>" for r in grouped.itertuples())
+    left_out = result.normalized[~result.normalized["included"].astype(bool)] \
+        if "included" in result.normalized else result.normalized.iloc[:0]
+    changed = result.sensitivity[result.sensitivity["conclusion_changes"].astype(bool)] \
+        if not result.sensitivity.empty else result.sensitivity
+    if not left_out.empty:
+        items += (f"<li>{len(left_out)} of {len(result.normalized)} sample values were left out of the analysis "
+                  f"({escape(', '.join(sorted(left_out['sample_id'].astype(str).unique())))}); "
+                  + (f"<b>with them included, {len(changed)} comparison(s) would change their conclusion</b> "
+                     "(see Sensitivity)" if not changed.empty else
+                     "including them changes no conclusion (see Sensitivity)") + ".</li>")
     samples = result.normalized["sample_id"].nunique()
     groups = ", ".join(sorted(study.samples["group"].unique()))
     facts = (f"{samples} samples ({escape(groups)}), {study.images['blot'].nunique()} blots, "
@@ -177,9 +215,18 @@ def _target_section(result, target, figure):
         parts.append(f"<p class=\"muted\">Expected: {escape(describe_window(row))}. Source: "
                      f"{escape(row['source'])}.</p>")
     rows = result.timecourse[result.timecourse["target"] == target]
-    parts.append(html_table(rows, {"group": "group", "nominal_min": "nominal min", "n": "n", "mean": "mean",
-                                   "sem": "SEM", "actual_min_mean": "mean real min",
-                                   "fold_change": "fold change", "p_value": "p", "p_adjusted": "p adjusted"}))
+    parts.append(html_table(rows, {"group": "group", "nominal_min": "timepoint min", "n": "n", "mean": "mean",
+                                   "sd": "SD (animals)", "measurement_sd": "SD (measurement)", "sem": "SEM",
+                                   "actual_min_mean": "mean real min", "fold_change": "fold change",
+                                   "p_value": "p", "p_adjusted": "p adjusted"}))
+    normalized = result.normalized
+    if "included" in normalized:
+        left_out = normalized[(normalized["target"] == target) & ~normalized["included"].astype(bool)]
+        if not left_out.empty:
+            listed = "; ".join(f"{r.sample_id} ({r.group}, {r.nominal_min:g} min): {r.exclusion_reason}"
+                               for r in left_out.itertuples())
+            parts.append(f"<p class=\"muted\">Left out of this target's means and tests (drawn hollow): "
+                         f"{escape(listed)}.</p>")
     peaks = result.peaks[result.peaks["target"] == target]
     for row in peaks.itertuples():
         if np.isfinite(row.peak_min):
@@ -218,17 +265,31 @@ def build_report_html(result, *, run=None):
     for target in result.timecourse["target"].unique():
         sections.append(_target_section(result, target, result.figures.get(target)))
 
+    sections += ["<h2>Sensitivity</h2>",
+                 "<p class=\"muted\">The primary comparisons beside the same comparisons with every sample "
+                 "included at its planned time point (sensitivity.csv). A conclusion changes when significance "
+                 "(adjusted p &lt; 0.05) or direction differs, or the fold change moves by more than 20%.</p>",
+                 html_table(result.sensitivity, {
+                     "target": "target", "group": "group", "nominal_min": "timepoint min",
+                     "n_primary": "n", "fold_change_primary": "fold change", "p_adjusted_primary": "p adjusted",
+                     "n_all": "n (all)", "fold_change_all": "fold change (all)",
+                     "p_adjusted_all": "p adjusted (all)", "conclusion_changes": "conclusion changes"})
+                 if not result.sensitivity.empty else "<p>No comparisons.</p>"]
     flags = result.flags
+    grouped = group_flags(flags)
     sections += ["<h2>Flags</h2>",
-                 "<p class=\"muted\">Also in flags.csv. Points of samples with an error or warning are ringed "
-                 "in the plots.</p>",
-                 html_table(flags, ["severity", "code", "target", "sample_id", "blot", "lane", "message"],
-                            row_class="severity") if not flags.empty else "<p>No flags.</p>"]
+                 "<p class=\"muted\">One entry per problem; flags.csv has one row per sample. Points of samples "
+                 "with an error or warning are ringed in the plots.</p>",
+                 html_table(grouped, {"severity": "severity", "code": "code", "target": "target",
+                                      "samples": "samples", "blots": "blots", "message": "message",
+                                      "action": "what to do"},
+                            row_class="severity") if not grouped.empty else "<p>No flags.</p>"]
     if not result.linearity.empty:
         sections += ["<h2>Calibrator linearity</h2>", html_table(result.linearity)]
 
-    normalized_columns = ["sample_id", "subject", "group", "dose_mg_kg", "nominal_min", "actual_min", "target",
-                          "blot", "lane", "volume", "loading_factor", "normalised", "ratio_to_total", "value"]
+    normalized_columns = ["sample_id", "subject", "group", "dose_mg_kg", "nominal_min", "actual_min",
+                          "timepoint_min", "target", "blot", "lane", "volume", "loading_factor", "normalised",
+                          "ratio_to_total", "value", "value_sd", "included", "exclusion_reason"]
     sections += ["<h2>Values per sample</h2>", "<details><summary>normalized.csv "
                  f"({len(result.normalized)} rows)</summary>",
                  html_table(result.normalized, [c for c in normalized_columns if c in result.normalized]),

@@ -17,6 +17,23 @@ TIMECOURSE_ROLES = ("target", "total")
 P_ADJUST_METHODS = ("holm", "bh")
 
 
+def analysed_values(normalized):
+    """The ``normalized.csv`` rows that enter the statistics, at the timepoint they are analysed at.
+
+    Rows of :data:`TIMECOURSE_ROLES` with a value; when the table carries the analysis
+    policy's columns (:func:`blotquant.policy.apply_analysis_policy`), only ``included``
+    rows, and ``nominal_min`` replaced by ``timepoint_min`` (the planned timepoint a
+    sample is analysed at, which under ``timepoint = "actual"`` can differ from the
+    one it was planned for).
+    """
+    rows = normalized[normalized["role"].isin(TIMECOURSE_ROLES) & normalized["value"].notna()]
+    if "included" in rows:
+        rows = rows[rows["included"].astype(bool)]
+    if "timepoint_min" in rows:
+        rows = rows.assign(nominal_min=rows["timepoint_min"])
+    return rows
+
+
 def adjust_p_values(p_values, method="holm"):
     """Correct p-values for multiple comparisons.
 
@@ -45,16 +62,15 @@ def adjust_p_values(p_values, method="holm"):
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full(p.shape, np.nan)
     valid = ~np.isnan(p)
-    m = int(valid.sum())
-    if m == 0:
+    if not valid.any():
         return adjusted
+    if method == "bh":
+        adjusted[valid] = stats.false_discovery_control(p[valid], method="bh")
+        return adjusted
+    # Holm's step-down: scipy has no implementation of its own.
+    m = int(valid.sum())
     order = np.argsort(p[valid], kind="stable")
-    ranked = p[valid][order]
-    rank = np.arange(1, m + 1)
-    if method == "holm":
-        stepped = np.maximum.accumulate((m - rank + 1) * ranked)
-    else:
-        stepped = np.minimum.accumulate((m / rank * ranked)[::-1])[::-1]
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[valid][order])
     result = np.empty(m)
     result[order] = np.minimum(stepped, 1.0)
     adjusted[valid] = result
@@ -76,12 +92,11 @@ def welch_t_test(mean_a, sd_a, n_a, mean_b, sd_b, n_b):
     mean_a, sd_a, n_a, mean_b, sd_b, n_b = (np.asarray(v, dtype=float)
                                             for v in (mean_a, sd_a, n_a, mean_b, sd_b, n_b))
     with np.errstate(divide="ignore", invalid="ignore"):
+        t, p = stats.ttest_ind_from_stats(mean_a, sd_a, n_a, mean_b, sd_b, n_b, equal_var=False)
+        # scipy does not return the Welch-Satterthwaite degrees of freedom; the report shows them.
         var_a, var_b = sd_a**2 / n_a, sd_b**2 / n_b
-        standard_error = np.sqrt(var_a + var_b)
-        t = (mean_a - mean_b) / standard_error
         df = (var_a + var_b) ** 2 / (var_a**2 / (n_a - 1) + var_b**2 / (n_b - 1))
-        p = 2.0 * stats.t.sf(np.abs(t), df)
-    undefined = (n_a < 2) | (n_b < 2) | ~(standard_error > 0)
+        undefined = (n_a < 2) | (n_b < 2) | ~(var_a + var_b > 0)
     return (np.where(undefined, np.nan, t), np.where(undefined, np.nan, df),
             np.where(undefined, np.nan, p))
 
@@ -93,7 +108,9 @@ def summarise_timecourse(normalized, *, control_group, p_adjust="holm"):
     ----------
     normalized : pandas.DataFrame
         One row per sample and target (``normalized.csv``) with ``target``, ``role``,
-        ``group``, ``nominal_min``, ``actual_min`` and ``value``.
+        ``group``, ``nominal_min``, ``actual_min`` and ``value``; optionally ``value_sd``
+        (measurement uncertainty) and the policy's ``included`` and ``timepoint_min``
+        (see :func:`analysed_values`).
     control_group : str
         The group every other group is compared with at the same nominal time.
     p_adjust : {"holm", "bh"}
@@ -103,23 +120,27 @@ def summarise_timecourse(normalized, *, control_group, p_adjust="holm"):
     Returns
     -------
     pandas.DataFrame
-        ``target``, ``group``, ``nominal_min``, ``n``, ``mean``, ``sd``, ``sem``,
-        ``actual_min_mean``, ``actual_min_min``, ``actual_min_max``, ``control_n``,
+        ``target``, ``group``, ``nominal_min`` (the planned timepoint analysed), ``n``, ``mean``,
+        ``sd`` (between animals), ``measurement_sd`` (root mean square of the samples'
+        ``value_sd``: what quantification alone contributes), ``sem``, ``actual_min_mean``, ``actual_min_min``, ``actual_min_max``, ``control_n``,
         ``control_mean``, ``fold_change``, ``t``, ``df``, ``p_value``, ``p_adjusted``,
         ``test``. Control rows have ``fold_change`` 1 and no test; treated rows without
         a time-matched control have NaN fold change and p-values.
     """
-    values = normalized[normalized["role"].isin(TIMECOURSE_ROLES) & normalized["value"].notna()]
+    values = analysed_values(normalized)
+    values = values.assign(value_variance=values["value_sd"] ** 2 if "value_sd" in values else np.nan)
     keys = ["target", "group", "nominal_min"]
     summary = values.groupby(keys, sort=True).agg(
         n=("value", "size"),
         mean=("value", "mean"),
         sd=("value", "std"),
+        measurement_variance=("value_variance", "mean"),
         actual_min_mean=("actual_min", "mean"),
         actual_min_min=("actual_min", "min"),
         actual_min_max=("actual_min", "max"),
     ).reset_index()
     summary["sem"] = summary["sd"] / np.sqrt(summary["n"])
+    summary["measurement_sd"] = np.sqrt(summary.pop("measurement_variance"))
     control = summary.loc[summary["group"] == control_group,
                           ["target", "nominal_min", "n", "mean", "sd"]].rename(
         columns={"n": "control_n", "mean": "control_mean", "sd": "control_sd"})
@@ -134,7 +155,7 @@ def summarise_timecourse(normalized, *, control_group, p_adjust="holm"):
     for _, family in summary[~is_control].groupby("target").groups.items():
         summary.loc[family, "p_adjusted"] = adjust_p_values(summary.loc[family, "p_value"], p_adjust)
     summary["test"] = np.where(is_control, "", f"Welch t-test vs {control_group}, {p_adjust} adjusted")
-    columns = [*keys, "n", "mean", "sd", "sem", "actual_min_mean", "actual_min_min", "actual_min_max",
+    columns = [*keys, "n", "mean", "sd", "measurement_sd", "sem", "actual_min_mean", "actual_min_min", "actual_min_max",
                "control_n", "control_mean", "fold_change", "t", "df", "p_value", "p_adjusted", "test"]
     return summary[columns]
 
@@ -193,7 +214,7 @@ def peak_and_return(normalized, timecourse, *, control_group, directions=None, a
         One row per target and treated group with the columns of :data:`PEAK_COLUMNS`.
     """
     directions = directions or {}
-    values = normalized[normalized["role"].isin(TIMECOURSE_ROLES) & normalized["value"].notna()]
+    values = analysed_values(normalized)
     by_cell = values.groupby(["target", "group", "nominal_min"])["value"].apply(np.asarray)
     compared = timecourse[(timecourse["group"] != control_group) & timecourse["fold_change"].notna()]
     rng = np.random.default_rng(seed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,8 +44,20 @@ from .normalise import (
     normalise_lane_signals,
     sample_values,
 )
-from .output import environment_record, locked_output_dir, results_subfolder, sha256_of_file, write_json, write_table
-from .statistics import calibrator_linear_range, peak_and_return, summarise_timecourse
+from .output import (
+    environment_record,
+    locked_output_dir,
+    results_subfolder,
+    sha256_of_file,
+    write_json,
+    write_table,
+)
+from .policy import (
+    affected_values,
+    apply_analysis_policy,
+    assign_timepoints,
+    sensitivity_table,
+)
 from .registration import (
     _GEOMETRY_COLUMNS,
     MIN_REGISTRATION_SCORE,
@@ -53,8 +65,19 @@ from .registration import (
     estimate_image_offset,
     transform_lane_geometry,
 )
+from .statistics import (
+    analysed_values,
+    calibrator_linear_range,
+    peak_and_return,
+    summarise_timecourse,
+)
 from .study_files import Study, load_study
-from .timing import collection_drift, post_dose_minutes
+from .timing import (
+    collection_drift,
+    compare_time_references,
+    inferred_time_reference,
+    post_dose_minutes,
+)
 
 # ---------------------------------------------------------------------------
 # Quantifying the images of one blot
@@ -106,8 +129,8 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
     """
     from .io import read_image, to_signal
     from .overlay import render_overlay
-    from .plots import plain_text
     from .pipeline import quantify
+    from .plots import plain_text
 
     options = dict(quantify_options)
     max_pixels = options.pop("max_pixels", None)
@@ -279,7 +302,10 @@ class StudyResult:
     normalized : pandas.DataFrame
         One row per sample and target (``normalized.csv``).
     timecourse : pandas.DataFrame
-        Per target, group and nominal time (``timecourse.csv``).
+        Per target, group and analysed timepoint (``timecourse.csv``): the primary analysis.
+    sensitivity : pandas.DataFrame
+        The primary fold changes beside those with every sample included at its planned
+        time (``sensitivity.csv``, :func:`blotquant.policy.sensitivity_table`).
     peaks : pandas.DataFrame
         Observed peak and return-to-baseline times (``peaks.csv``).
     linearity : pandas.DataFrame
@@ -302,6 +328,7 @@ class StudyResult:
     normalised_lanes: pd.DataFrame
     normalized: pd.DataFrame
     timecourse: pd.DataFrame
+    sensitivity: pd.DataFrame
     peaks: pd.DataFrame
     linearity: pd.DataFrame
     kinetics: pd.DataFrame
@@ -316,6 +343,24 @@ def _where_loaded(layout):
     lanes = layout[~layout["sample_id"].isin(SPECIAL_LANES)]
     return lanes.groupby("sample_id").agg(blot=("blot", lambda blots: ";".join(map(str, blots))),
                                           lane=("lane", lambda numbers: ";".join(map(str, numbers)))).reset_index()
+
+
+def _time_reference_read_from_stamps(study):
+    """The study with the time reference its time stamps fit, when study.toml does not say.
+
+    Returns ``(study, comparison)``; ``comparison`` is
+    :func:`blotquant.timing.compare_time_references` when infusions make the reference
+    matter and none is declared, else None.
+    """
+    long_infusions = study.samples["infusion_min"].fillna(0) > study.thresholds["max_bolus_min"]
+    if study.time_reference_given or not long_infusions.any():
+        return study, None
+    comparison = compare_time_references(study.samples, tolerance_min=study.thresholds["collection_drift_min"],
+                                         tolerance_fraction=study.thresholds["collection_drift_fraction"])
+    fitting = inferred_time_reference(comparison)
+    if fitting is None:
+        return study, comparison
+    return replace(study, time_reference=fitting, time_reference_inferred=True), comparison
 
 
 def analyse_study(study, bands, *, lanes=None, images=None):
@@ -339,34 +384,34 @@ def analyse_study(study, bands, *, lanes=None, images=None):
     StudyResult
     """
     thresholds = study.thresholds
+    tolerance = dict(tolerance_min=thresholds["collection_drift_min"],
+                     tolerance_fraction=thresholds["collection_drift_fraction"])
+    study, comparison = _time_reference_read_from_stamps(study)
     lane_signals = label_lane_signals(bands, study.layout)
     timed = post_dose_minutes(study.samples, time_reference=study.time_reference)
     normalised_lanes = normalise_lane_signals(lane_signals)
-    normalized = sample_values(normalised_lanes, timed)
-    timecourse = summarise_timecourse(normalized, control_group=study.control_group, p_adjust=study.p_adjust)
-    kinetics = kinetics_for_targets(normalized["target"].unique(), study.expected_kinetics)
-    directions = dict(zip(kinetics["target"], kinetics["direction"]))
-    peaks = peak_and_return(normalized, timecourse, control_group=study.control_group, directions=directions,
-                            n_boot=study.bootstrap, seed=study.seed)
+    measured = sample_values(normalised_lanes, timed)
+    kinetics = kinetics_for_targets(measured["target"].unique(), study.expected_kinetics)
     linearity = calibrator_linear_range(lane_signals, min_r_squared=thresholds["linear_min_r_squared"],
                                         max_residual=thresholds["linear_max_residual"])
     where = _where_loaded(study.layout)
-    drift = collection_drift(timed, tolerance_min=thresholds["collection_drift_min"],
-                             tolerance_fraction=thresholds["collection_drift_fraction"])
+    drift = collection_drift(timed, **tolerance)
+    timepoints = assign_timepoints(timed, mode=study.timepoint, **tolerance)
     image_warnings = pd.DataFrame(
         [{"file": r["file"], "blot": r["blot"], "target": r["target"], "warning": w}
          for r in (images or []) for w in r.get("warnings", [])],
         columns=["file", "blot", "target", "warning"])
-    flags = collect_flags([
+    # Flags on the measurements and the times decide the analysis policy ...
+    sample_flags = collect_flags([
         flag_time_order(timed, where),
-        flag_reference_ambiguous(timed, where, reference_given=study.time_reference_given,
+        flag_reference_ambiguous(timed, reference_given=study.time_reference_given,
+                                 reference_used=study.time_reference,
+                                 reference_inferred=study.time_reference_inferred, comparison=comparison,
                                  max_bolus_min=thresholds["max_bolus_min"]),
-        flag_collection_drift(timed, drift, where),
-        flag_outside_kinetic_window(normalized, kinetics, control_group=study.control_group,
+        flag_collection_drift(timed, drift, where, timepoints),
+        flag_outside_kinetic_window(measured, kinetics, control_group=study.control_group,
                                     margin_min=thresholds["collection_drift_min"],
                                     margin_fraction=thresholds["collection_drift_fraction"]),
-        flag_no_time_matched_control(normalized, control_group=study.control_group),
-        flag_peak_not_sampled(normalized, kinetics, control_group=study.control_group),
         flag_band_quality(lane_signals, min_snr=thresholds["min_snr"], max_overlap=thresholds["band_max_overlap"]),
         flag_loading_variation(lane_signals, study.samples, max_cv=thresholds["loading_max_cv"],
                                max_lane_ratio=thresholds["loading_max_lane_ratio"],
@@ -375,11 +420,25 @@ def analyse_study(study, bands, *, lanes=None, images=None):
         flag_outside_linear_range(lane_signals, linearity),
         flag_image_warnings(image_warnings),
     ])
+    normalized = apply_analysis_policy(measured, timepoints, affected_values(sample_flags, normalised_lanes),
+                                       exclude_flagged=study.exclude_flagged)
+    # ... and the timepoints left after it are what the design flags judge.
+    flags = collect_flags([
+        sample_flags,
+        flag_no_time_matched_control(analysed_values(normalized), control_group=study.control_group),
+        flag_peak_not_sampled(measured, kinetics, control_group=study.control_group),
+    ])
+    timecourse = summarise_timecourse(normalized, control_group=study.control_group, p_adjust=study.p_adjust)
+    every_sample = summarise_timecourse(measured, control_group=study.control_group, p_adjust=study.p_adjust)
+    sensitivity = sensitivity_table(timecourse, every_sample, control_group=study.control_group)
+    directions = dict(zip(kinetics["target"], kinetics["direction"]))
+    peaks = peak_and_return(normalized, timecourse, control_group=study.control_group, directions=directions,
+                            n_boot=study.bootstrap, seed=study.seed)
     return StudyResult(
         study=study, bands=bands, lanes=lanes if lanes is not None else pd.DataFrame(),
         lane_signals=lane_signals, normalised_lanes=normalised_lanes, normalized=normalized,
-        timecourse=timecourse, peaks=peaks, linearity=linearity, kinetics=kinetics, flags=flags,
-        images=list(images or []),
+        timecourse=timecourse, sensitivity=sensitivity, peaks=peaks, linearity=linearity, kinetics=kinetics,
+        flags=flags, images=list(images or []),
     )
 
 
@@ -408,6 +467,9 @@ def run_record(result):
             "file": str(study.path),
             "time_reference": study.time_reference,
             "time_reference_given": study.time_reference_given,
+            "time_reference_inferred": study.time_reference_inferred,
+            "timepoint": study.timepoint,
+            "exclude_flagged": study.exclude_flagged,
             "control_group": study.control_group,
             "p_adjust": study.p_adjust,
             "bootstrap": study.bootstrap,
@@ -436,6 +498,7 @@ def write_study_outputs(result, out_dir):
         write_table(result.lanes, out_dir / "lanes.csv")
     write_table(_csv_ready(result.normalized), out_dir / "normalized.csv")
     write_table(result.timecourse, out_dir / "timecourse.csv")
+    write_table(result.sensitivity, out_dir / "sensitivity.csv")
     write_table(result.peaks, out_dir / "peaks.csv")
     if not result.linearity.empty:
         write_table(result.linearity, out_dir / "linearity.csv")

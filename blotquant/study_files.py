@@ -25,6 +25,7 @@ from .normalise import (
     LOADING_ROLES,
     SPECIAL_LANES,
 )
+from .policy import TIMEPOINT_MODES
 from .statistics import P_ADJUST_METHODS
 from .timing import TIME_REFERENCES
 
@@ -37,8 +38,8 @@ LAYOUT_COLUMNS = ("blot", "lane", "sample_id")
 #: Columns blotquant adds to each sample's row; a sample sheet may not use these names itself.
 RESULT_COLUMNS = ("actual_min", "reference_time", "time_problem", "target", "role", "total_target", "blot",
                   "lane", "n_lanes", "volume", "loading_volume", "loading_factor", "normalised",
-                  "total_normalised", "ratio_to_total", "calibrator_value", "value", "value_kind", "saturated",
-                  "snr", "detected")
+                  "total_normalised", "ratio_to_total", "calibrator_value", "value", "value_sd", "value_kind",
+                  "saturated", "snr", "detected", "timepoint_min", "included", "exclusion_reason")
 
 _STUDY_KEYS = {"name", "description", "time_reference", "control_group", "samples", "layout", "image",
                "kinetics", "kinetics_file", "thresholds", "quantify", "statistics"}
@@ -58,7 +59,7 @@ DEFAULT_THRESHOLDS = {
 }
 _QUANTIFY_KEYS = {"background": str, "polarity": str, "max_pixels": int, "min_snr": (int, float),
                   "band_rows_mode": str}
-_STATISTICS_KEYS = {"p_adjust": str, "bootstrap": int, "seed": int}
+_STATISTICS_KEYS = {"p_adjust": str, "bootstrap": int, "seed": int, "timepoint": str, "exclude_flagged": bool}
 #: Upper limits that keep a typo (``bootstrap = 2000000000``) from hanging or overflowing a run;
 #: lanes and strips share :data:`blotquant.lanes.MAX_LANES` with ``--lanes``.
 MAX_BOOTSTRAP = 1_000_000
@@ -100,6 +101,13 @@ class Study:
     p_adjust : str
     bootstrap : int
     seed : int
+    timepoint : {"actual", "nominal"}
+        Where drifted samples are analysed (see :mod:`blotquant.policy`).
+    exclude_flagged : bool
+        Leave values with an error flag out of the statistics (see :mod:`blotquant.policy`).
+    time_reference_inferred : bool
+        True once an analysis has read the time reference from the time stamps
+        (``time_reference`` then holds the one they fit).
     input_files : dict
         ``{role: path}`` of the study file and the two tables, for provenance.
     """
@@ -119,6 +127,9 @@ class Study:
     p_adjust: str = "holm"
     bootstrap: int = 2000
     seed: int = 0
+    timepoint: str = "actual"
+    exclude_flagged: bool = True
+    time_reference_inferred: bool = False
     input_files: dict = field(default_factory=dict)
 
     @property
@@ -463,7 +474,7 @@ def _typed_table(document, key, allowed, study_name):
         if name not in allowed:
             raise StudyError(f"{study_name}: [{key}] {name} is unknown; allowed keys are {', '.join(sorted(allowed))}")
         expected = allowed[name]
-        if isinstance(value, bool) or not isinstance(value, expected):
+        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
             raise StudyError(f"{study_name}: [{key}] {name} = {value!r} has the wrong type; fix the value")
         if isinstance(value, float) and not math.isfinite(value):
             raise StudyError(f"{study_name}: [{key}] {name} = {value!r} is not a finite number; write a number")
@@ -560,6 +571,10 @@ def load_study(study_file):
         raise StudyError(f"{name}: [statistics] seed = {seed}; write a whole number between 0 and {MAX_SEED}")
     if p_adjust not in P_ADJUST_METHODS:
         raise StudyError(f"{name}: [statistics] p_adjust = {p_adjust!r}; write \"holm\" or \"bh\"")
+    timepoint = statistics_options.get("timepoint", "actual")
+    if timepoint not in TIMEPOINT_MODES:
+        raise StudyError(f"{name}: [statistics] timepoint = {timepoint!r}; write \"actual\" (analyse each sample "
+                         "at the planned timepoint nearest its real time) or \"nominal\" (at its planned time)")
     kinetics_file = document.get("kinetics_file")
     overrides = document.get("kinetics", {})
     if not isinstance(overrides, dict):
@@ -589,7 +604,8 @@ def load_study(study_file):
         time_reference=time_reference or "dose_start", time_reference_given=time_reference is not None,
         control_group=document["control_group"], samples=samples, layout=layout, images=images,
         expected_kinetics=expected, thresholds=thresholds, quantify_options=quantify_options,
-        p_adjust=p_adjust, bootstrap=int(bootstrap), seed=int(seed),
+        p_adjust=p_adjust, bootstrap=int(bootstrap), seed=int(seed), timepoint=timepoint,
+        exclude_flagged=bool(statistics_options.get("exclude_flagged", True)),
         input_files={"study": path, "samples": samples_path, "layout": layout_path},
     )
 

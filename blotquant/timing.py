@@ -88,3 +88,55 @@ def collection_drift(timed_samples, *, tolerance_min=5.0, tolerance_fraction=0.1
         {"drift_min": drift, "drift_tolerance_min": tolerance, "drifted": drift.abs() > tolerance},
         index=timed_samples.index,
     )
+
+
+def compare_time_references(samples, *, tolerance_min=5.0, tolerance_fraction=0.10):
+    """How punctual the collections are when counted from each time reference.
+
+    For an infusion, "30 min after the dose" may mean after its start or after its end;
+    a study that does not say can often be read from its own time stamps: one reference
+    makes every collection punctual, the other makes them all late by the infusion's length.
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        The sample sheet (``dose_start``, ``collected_at``, ``infusion_min``, ``nominal_min``).
+    tolerance_min, tolerance_fraction : float
+        The drift tolerance (see :func:`collection_drift`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per reference of :data:`TIME_REFERENCES`: ``reference``, ``n_timed``
+        (samples with a usable time), ``n_punctual``, ``median_drift_min``.
+    """
+    rows = []
+    for reference in TIME_REFERENCES:
+        timed = post_dose_minutes(samples, time_reference=reference)
+        drift = collection_drift(timed, tolerance_min=tolerance_min, tolerance_fraction=tolerance_fraction)
+        known = drift["drift_min"].notna()
+        rows.append({"reference": reference, "n_timed": int(known.sum()),
+                     "n_punctual": int((known & ~drift["drifted"]).sum()),
+                     "median_drift_min": float(drift.loc[known, "drift_min"].median()) if known.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def inferred_time_reference(comparison, *, punctual_share=0.9):
+    """The reference the time stamps fit, or None when they fit both or neither.
+
+    One reference fits when at least ``punctual_share`` of the timed samples are punctual
+    counted from it and fewer than half are counted from the other.
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"reference": ["dose_start", "infusion_end"], "n_timed": [12, 12],
+    ...                   "n_punctual": [0, 12], "median_drift_min": [40.0, 0.0]})
+    >>> inferred_time_reference(c)
+    'infusion_end'
+    """
+    share = comparison["n_punctual"] / comparison["n_timed"].where(comparison["n_timed"] > 0)
+    fits = comparison.loc[share >= punctual_share, "reference"].tolist()
+    poor = comparison.loc[share < 0.5, "reference"].tolist()
+    if len(fits) == 1 and len(poor) == len(comparison) - 1:
+        return fits[0]
+    return None
