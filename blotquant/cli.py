@@ -166,7 +166,7 @@ def _run_study(args):
             _say(f"blotquant: {record['file']}: using lane review {record['review']}", file=sys.stderr)
     _say(f"blotquant: study results in {args.out}")
     # Impossible time stamps are bad input: the results are written (the sample
-    # is analysed at its nominal time and flagged), but the run must not pass as clean.
+    # is flagged and left out of the statistics), but the run must not pass as clean.
     bad_times = result.flags[result.flags["code"] == "TIME_ORDER_INVALID"]
     for message in bad_times["message"]:
         _say(f"blotquant: error: {message}", file=sys.stderr)

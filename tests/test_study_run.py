@@ -111,3 +111,23 @@ def test_report_is_self_contained_and_shows_the_problems(sample_run):
     for text in ("SATURATED_BAND", "COLLECTION_TIME_DRIFT", "NO_TIME_MATCHED_CONTROL", "PFC-R03", "Methods",
                  "Welch", "Holm", "SHA-256"):
         assert text in html, text
+
+
+def test_the_sample_study_applies_and_states_the_analysis_policy(sample_run):
+    result, out = sample_run
+    normalized = pd.read_csv(out / "normalized.csv")
+    left_out = normalized[~normalized["included"]].set_index(["sample_id", "target"])["exclusion_reason"]
+    # The planted problems: a saturated p-mTOR band, and two collections near no planned timepoint.
+    assert left_out[("PFC-R05", "p-mTOR")] == "SATURATED_BAND (p-mTOR)"
+    assert left_out[("PFC-R03", "p-mTOR")].startswith("collected at 75 min")
+    assert left_out[("PFC-R16", "mTOR")].startswith("collected at 140 min")
+    assert len(left_out) == 5
+    sensitivity = pd.read_csv(out / "sensitivity.csv")
+    assert set(sensitivity["group"]) == {"ketamine"} and "conclusion_changes" in sensitivity
+    html = (out / "report.html").read_text()
+    assert "were left out of the means, tests and peak estimates" in html  # the methods paragraph
+    assert "Sensitivity" in html and "One entry per problem" in html
+    assert "Left out of this target's means and tests (drawn hollow)" in html
+    # One grouped entry per problem: the late collections are one entry naming both samples.
+    flags_section = html.split("<h2>Flags</h2>")[1].split("<h2>")[0]
+    assert flags_section.count("<td>COLLECTION_TIME_DRIFT</td>") == 1 and "PFC-R03, PFC-R16" in flags_section
