@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[napari,dev]'
+	$(PY) -m pip install --quiet -e '.[napari,dev,distributed]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +28,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/real_blots.py
 	$(PY) benchmarks/spike_in.py --seeds 2
+	$(PY) benchmarks/ladder.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

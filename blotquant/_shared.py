@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
 
 import numpy as np
 
@@ -92,3 +94,13 @@ def safe_file_stem(text):
     """A file-name-safe stem for a target name (``p-mTOR`` -> ``p-mTOR``, ``a/b c`` -> ``a_b_c``)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
     return stem or "target"
+
+
+def read_toml(path, error, *, missing):
+    """Parse a TOML file, or raise ``error`` in one line: ``missing`` when it does not exist, or its syntax error."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML ({exc}); fix the syntax") from None

@@ -17,12 +17,11 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
+from ._constants import BACKGROUND_METHODS  # noqa: F401 - part of this module's API
 from ._shared import block_mean, difference_noise_sigma, upsample_bilinear
 from .errors import ParameterError
 
 #: Background methods accepted by :func:`blotquant.quantify`.
-BACKGROUND_METHODS = ("auto", "fit", "valley", "beyond", "border_median", "rubber_band", "rolling_ball", "rolling_ball_valley",
-                      "none")
 
 # Rolling on a block-averaged image is exact enough while the shrunk ball's
 # radius stays above a few pixels; seven keeps the ball's footprint ~150 px.

@@ -7,10 +7,8 @@ be read or quantified is reported and the batch goes on.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,6 +18,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import BlotQuantError, ParameterError
+from .executors import default_jobs, describe_executor, run_tasks
 from .output import environment_record, locked_output_dir, write_json, write_table
 from .pipeline import BAND_COLUMNS, LANE_TABLE_COLUMNS
 
@@ -52,7 +51,7 @@ def expand_inputs(inputs):
 
 
 def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, overlays=True,
-                   command=None, **options):
+                   command=None, executor=None, **options):
     """Quantify images in parallel and write bands.csv, lanes.csv and run.json.
 
     Parameters
@@ -60,7 +59,8 @@ def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, ov
     inputs : sequence of path
         Image files and/or folders of images.
     out_dir : path
-        Results folder; must be new, empty or ``force`` must be true.
+        Results folder; must be new, hold no results, or ``force`` must be true.
+        The run replaces it as a whole (:func:`blotquant.output.locked_output_dir`).
     force : bool
         Replace results already in ``out_dir``.
     jobs : int, optional
@@ -71,6 +71,11 @@ def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, ov
         Write ``<image>.overlay.png`` for each image.
     command : list of str, optional
         The command line, recorded in run.json.
+    executor : concurrent.futures.Executor or distributed.Client, optional
+        Where the images are quantified (default: a local pool of ``jobs`` processes).
+        Workers read the images by path and write overlays into the results folder,
+        so on a cluster both must be on storage every worker sees at the same path.
+        The tables are the same, byte for byte, wherever they were computed.
     **options
         Passed to :func:`blotquant.quantify` (lanes, channel, polarity, ...).
 
@@ -79,33 +84,31 @@ def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, ov
     BatchResult
     """
     paths = expand_inputs(inputs)
-    with locked_output_dir(out_dir, force=force) as out_dir:
-        return _run_batch(paths, out_dir, jobs=jobs, progress=progress, overlays=overlays, command=command,
-                          options=options)
+    # Everything, the workers' overlays too, goes into the staging folder that replaces out_dir whole.
+    with locked_output_dir(out_dir, force=force) as staging:
+        return _run_batch(paths, staging, jobs=jobs, progress=progress, overlays=overlays, command=command,
+                          options=options, executor=executor)
 
 
-def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options):
+def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options, executor=None):
     from tqdm import tqdm
 
     names = _unique_names(paths)
     overlay_files = _overlay_file_names(paths)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(paths)))
+    jobs = default_jobs(jobs, len(paths))
     show = sys.stderr.isatty() if progress is None else progress
-    tasks = [(str(path), name, str(out_dir / overlay) if overlays else None, options)
+    # Workers get paths, not pixels, and send back tables; they write their overlays themselves.
+    tasks = [(str(os.path.abspath(path)) if executor is not None else str(path), name,
+              str(Path(os.path.abspath(out_dir)) / overlay) if overlays else None, options)
              for path, name, overlay in zip(paths, names, overlay_files)]
 
-    outcomes = []
+    # Collected by position, so the tables come out in input order whatever order workers finish in.
+    outcomes = [None] * len(tasks)
     bar = tqdm(total=len(tasks), unit="image", disable=not show, file=sys.stderr)
-    if jobs == 1:
-        for task in tasks:
-            outcomes.append(_quantify_one(task))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_quantify_one, task) for task in tasks]
-            for task, future in zip(tasks, futures):
-                outcomes.append(_outcome_of(future, task))
-                bar.update()
+    for index, outcome, error in run_tasks(_quantify_one, tasks, executor=executor, jobs=jobs):
+        outcomes[index] = outcome if error is None else _lost(tasks[index], error)
+        outcomes[index]["path"] = str(paths[index])
+        bar.update()
     bar.close()
 
     bands = [o["bands"] for o in outcomes if o["ok"]]
@@ -126,6 +129,7 @@ def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options):
         "parameters": {key: (f"table of {len(value)} lanes" if isinstance(value, pd.DataFrame) else value)
                        for key, value in options.items()},
         "effective_parameters": next((o["parameters"] for o in outcomes if o["ok"]), None),
+        "executor": describe_executor(executor, jobs=jobs if executor is None else None),
         "environment": environment_record(),
         "inputs": [
             {
@@ -144,9 +148,7 @@ def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options):
         "outputs": ["bands.csv", "lanes.csv"] + (["failures.csv"] if not failures.empty else [])
         + ([Path(task[2]).name for task, o in zip(tasks, outcomes) if o["ok"]] if overlays else []),
     }
-    previous = _previous_outputs(out_dir)
     write_json(record, out_dir / "run.json")
-    _remove_stale_outputs(out_dir, previous, record["outputs"])
     return BatchResult(bands=bands, lanes=lanes, failures=failures, record=record)
 
 
@@ -192,42 +194,22 @@ def _quantify_one(task):
     return outcome
 
 
-def _previous_outputs(out_dir):
-    """Files the run being replaced (``--force``) listed in its run.json."""
-    try:
-        listed = json.loads((out_dir / "run.json").read_text()).get("outputs", [])
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [name for name in listed if isinstance(name, str)]
+def _lost(task, error):
+    """The failure of an image whose worker gave no outcome.
 
-
-def _remove_stale_outputs(out_dir, previous, current):
-    """Delete what the replaced run wrote and this one did not (an old failures.csv, old overlays).
-
-    Only plain file names that blotquant itself recorded are removed, so a
-    file a person put in the folder is never touched.
+    A worker killed from outside (the out-of-memory killer, a signal) breaks a
+    local pool: this image and every one not yet finished are reported as
+    failures, while those finished before keep their results. On a Dask cluster
+    the scheduler retries the image elsewhere first; it is lost only when workers
+    died under it repeatedly.
     """
-    for name in set(previous) - set(current):
-        if Path(name).name != name or name.startswith(".") or name == "":
-            continue
-        path = out_dir / name
-        if path.is_file() and not path.is_symlink():
-            path.unlink()
-
-
-def _outcome_of(future, task):
-    """A worker's outcome, or a failure when its process died under it.
-
-    A worker killed from outside (the out-of-memory killer, a signal) breaks
-    the whole pool: this image and every one not yet finished are reported
-    as failures, while those finished before keep their results.
-    """
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        return {"path": task[0], "name": task[1], "ok": False,
-                "error": f"{task[0]}: the worker process quantifying it died (killed, or out of memory); "
-                         "run it again, with fewer --jobs if memory is short"}
+    if isinstance(error, BrokenProcessPool) or type(error).__name__ == "KilledWorker":
+        message = (f"{task[0]}: the worker process quantifying it died (killed, or out of memory); "
+                   "run it again, with fewer --jobs if memory is short")
+    else:
+        message = (f"{task[0]}: could not be quantified ({type(error).__name__}: {error}); "
+                   "this is a blotquant bug or a worker fault, please report it with the image")
+    return {"path": task[0], "name": task[1], "ok": False, "error": message}
 
 
 def geometry_for_image(geometry, name):

@@ -7,13 +7,14 @@ is printed as one line and the command exits with code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import warnings
 
 from . import __version__
-from .background import BACKGROUND_METHODS
-from .errors import BlotQuantError, ParameterError
-from .io import LossyImageWarning
+from ._constants import BACKGROUND_METHODS
+from .errors import BlotQuantError, LossyImageWarning, ParameterError
 from .output import printable
 
 EXIT_BAD_INPUT = 2
@@ -22,6 +23,29 @@ EXIT_BAD_INPUT = 2
 def _say(message, file=None):
     """Print one line of the command line's output, file-name bytes that are not UTF-8 as \\xNN."""
     print(printable(message), file=file if file is not None else sys.stdout)
+
+
+_SCHEDULER_HELP = ("run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 (default: $BLOTQUANT_SCHEDULER, "
+                   "else a local process pool); images and --out must be on storage the workers share")
+
+
+@contextlib.contextmanager
+def _executor(args):
+    """A Dask client for ``--scheduler`` (or ``$BLOTQUANT_SCHEDULER``), closed afterwards; else None.
+
+    Connecting comes first, so an unreachable scheduler costs no work and writes nothing.
+    """
+    from .executors import SCHEDULER_VARIABLE, connect_scheduler
+
+    address = args.scheduler or os.environ.get(SCHEDULER_VARIABLE) or None
+    if address is None:
+        yield None
+        return
+    client = connect_scheduler(address)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def build_parser():
@@ -58,16 +82,28 @@ def build_parser():
                        help="report detected bands only above this integrated signal-to-noise (default 10)")
     quant.add_argument("--split-doublets", action="store_true",
                        help="split a band whose profile is a doublet (p44/p42) into its two bands (profile fit)")
+    quant.add_argument("--ladder-lane", type=int, action="append", metavar="N",
+                       help="lane N of every strip is a molecular-weight ladder; bands get sizes (kda, kda_sd); "
+                       "repeat for a ladder on each side (--ladder-lane 1 --ladder-lane 12)")
+    quant.add_argument("--ladder", metavar="NAME",
+                       help="the ladder in --ladder-lane: a name from blotquant/data/ladders.toml (e.g. "
+                       "precision_plus_dual_color, 26619) or its sizes in kDa top to bottom, e.g. 250,150,100,75,50 "
+                       "(default: identified from the table)")
+    quant.add_argument("--ladder-marks", metavar="CSV",
+                       help="sizes at rows given by hand instead of a ladder lane (pen marks): columns kda, y, "
+                       "optionally strip, x, y_sd, image")
     quant.add_argument("--no-review", action="store_true", help="ignore lane-review files next to the images")
     quant.add_argument("--no-overlay", action="store_true", help="do not draw overlay PNGs")
     quant.add_argument("--max-pixels", type=int, metavar="N", help="refuse images with more pixels than this")
     quant.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    quant.add_argument("--scheduler", metavar="ADDRESS", help=_SCHEDULER_HELP)
     quant.add_argument("--force", action="store_true", help="replace results already in --out")
 
     study = commands.add_parser("study", help="run a whole study: quantify, normalise, align times, flag, report")
     study.add_argument("study_file", metavar="STUDY_TOML")
     study.add_argument("--out", required=True, metavar="DIR")
-    study.add_argument("--jobs", type=int, metavar="N")
+    study.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    study.add_argument("--scheduler", metavar="ADDRESS", help=_SCHEDULER_HELP)
     study.add_argument("--force", action="store_true", help="replace results already in --out")
     return parser
 
@@ -95,18 +131,25 @@ def main(argv=None):
         _say(f"blotquant: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        _say("blotquant: interrupted; finished files are complete, nothing half-written was kept", file=sys.stderr)
+        # A run is swapped into --out only once complete (blotquant.output.locked_output_dir).
+        _say("blotquant: interrupted; --out holds its earlier results or this run's, whole, never a mixture",
+             file=sys.stderr)
         return 130
 
 
 def _run_quantify(args, command):
     from .batch import quantify_batch
+    from .ladder import read_ladder_marks
     from .lanes import MAX_LANES
 
     if args.lanes is not None and not 1 <= args.lanes <= MAX_LANES:
         raise ParameterError(f"--lanes must be between 1 and {MAX_LANES}, not {args.lanes}")
     if args.jobs is not None and args.jobs < 1:
         raise ParameterError(f"--jobs must be 1 or more, not {args.jobs}")
+    if args.ladder and not args.ladder_lane:
+        raise ParameterError("--ladder needs the ladder's lane: add --ladder-lane N")
+    if args.ladder_lane and args.ladder_marks:
+        raise ParameterError("give either --ladder-lane or --ladder-marks, not both")
     channel = args.channel
     if channel is not None and channel.isdigit():
         channel = int(channel)
@@ -124,9 +167,13 @@ def _run_quantify(args, command):
         "review": None if args.no_review else "auto",
         "max_pixels": args.max_pixels,
         "split_doublets": args.split_doublets,
+        "ladder": args.ladder,
+        "ladder_lane": args.ladder_lane,
+        "ladder_marks": read_ladder_marks(args.ladder_marks) if args.ladder_marks else None,
     }
-    result = quantify_batch(args.images, args.out, force=args.force, jobs=args.jobs,
-                            overlays=not args.no_overlay, command=command, **options)
+    with _executor(args) as executor:
+        result = quantify_batch(args.images, args.out, force=args.force, jobs=args.jobs, executor=executor,
+                                overlays=not args.no_overlay, command=command, **options)
     for item in result.record["inputs"]:
         for warning in item["warnings"]:
             _say(f"blotquant: WARNING: {item['image']}: {warning}", file=sys.stderr)
@@ -158,7 +205,10 @@ def _read_lane_geometry(path):
 def _run_study(args):
     from .study import run_study
 
-    result = run_study(args.study_file, args.out, force=args.force, jobs=args.jobs)
+    if args.jobs is not None and args.jobs < 1:
+        raise ParameterError(f"--jobs must be 1 or more, not {args.jobs}")
+    with _executor(args) as executor:
+        result = run_study(args.study_file, args.out, force=args.force, jobs=args.jobs, executor=executor)
     for record in result.images:
         for warning in record.get("warnings", []):
             _say(f"blotquant: WARNING: {record['file']}: {warning}", file=sys.stderr)

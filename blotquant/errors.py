@@ -39,3 +39,11 @@ class ReviewError(BlotQuantError):
 
 class OutputWriteError(BlotQuantError):
     """A result file could not be written (full disk, quota, permissions changed mid-run)."""
+
+
+class LadderError(BlotQuantError):
+    """A molecular-weight ladder is unknown, cannot be matched to its lane, or gives no size curve."""
+
+
+class LossyImageWarning(UserWarning):
+    """The image was stored with lossy (JPEG) compression."""

@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .errors import ImageReadError, ImageTooLargeError, ParameterError
+from .errors import (
+    ImageReadError,
+    ImageTooLargeError,
+    LossyImageWarning,  # noqa: F401 - part of this module's API
+    ParameterError,
+)
 from .output import sha256_of_file
 
 __all__ = [
@@ -83,10 +88,6 @@ _LOSSY_WARNING = (
     "8-bit data are not fit for quantification; use the imager's original TIFF "
     "or .scn file, and treat any number from this image as a rough estimate"
 )
-
-
-class LossyImageWarning(UserWarning):
-    """The image was stored with lossy (JPEG) compression."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ._shared import read_toml
 from .errors import StudyError
 
 #: Columns of the expected-kinetics table, one row per target.
@@ -138,12 +138,7 @@ def load_expected_kinetics(path=None, *, overrides=None, overrides_source="study
         If the file or an override is malformed.
     """
     path = Path(path) if path is not None else default_kinetics_path()
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StudyError(f"{path}: kinetics file not found; fix the path in kinetics_file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise StudyError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    document = read_toml(path, StudyError, missing="kinetics file not found; fix the path in kinetics_file")
     entries = document.get("target", [])
     if not isinstance(entries, list) or not entries:
         raise StudyError(f"{path}: no [[target]] tables; add one per target")

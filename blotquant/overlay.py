@@ -16,7 +16,10 @@ def render_overlay(signal, result, path, *, title=None):
     """Draw lanes and bands over a signal image and save it as a PNG.
 
     Lanes are outlined in cyan with their number; bands are boxed in
-    yellow, saturated bands in red, excluded lanes and bands in grey.
+    yellow, saturated bands in red, excluded lanes and bands in grey. With a
+    size calibration, each band row is labelled with its size (the median
+    ``kda`` of its bands) right of the strip, and the ladder's markers are
+    ticked in magenta with their sizes.
 
     Parameters
     ----------
@@ -74,6 +77,35 @@ def render_overlay(signal, result, path, *, title=None):
                 closed=True, fill=False, edgecolor=colour, linewidth=0.7,
             )
         )
+    _draw_sizes(axes, result)
     buffer = _io.BytesIO()
     figure.savefig(buffer, format="png")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def _draw_sizes(axes, result):
+    """Label band rows with their size and tick the ladders' markers (nothing without a calibration)."""
+    calibration = getattr(result, "calibration", None)
+    if calibration is None or "kda" not in result.bands:
+        return
+    bands = result.bands
+    if len(bands):
+        bands = bands[(bands["channel"] == bands["channel"].iloc[0]) & ~bands["excluded"] & bands["kda"].notna()]
+    for strip, members in bands.groupby("strip"):
+        members = members.sort_values("y")
+        # A band row: bands of neighbouring lanes at nearly the same row.
+        gap = max(3.0, 0.5 * float(members["height"].median()))
+        row_id = np.cumsum(np.r_[0, np.diff(members["y"].to_numpy()) > gap])
+        right = float(members["x_right"].max()) + 3
+        for _, row in members.groupby(row_id):
+            axes.text(right, float(row["y"].median()), f"{row['kda'].median():.0f} kDa", color="tab:purple",
+                      fontsize=5, va="center", ha="left")
+    lanes = result.lanes
+    for strip, sizes in calibration.strips.items():
+        left = float(lanes.loc[lanes["strip"] == strip, "x_left"].min())
+        for curve, column in zip(sizes.curves, sizes.columns):
+            x = left - 2 if column is None else column
+            axes.plot(np.full(curve.rows.size, x), curve.rows, linestyle="none", marker="_", markersize=6,
+                      color="magenta", markeredgewidth=0.8)
+            for row, kda in zip(curve.rows, curve.kda):
+                axes.text(x - 4, row, f"{kda:g}", color="magenta", fontsize=4, va="center", ha="right")

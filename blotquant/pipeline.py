@@ -32,15 +32,16 @@ from .bands import (
 )
 from .errors import ParameterError
 from .io import BlotImage, image_from_array, read_image, to_signal
+from .ladder import Ladder, calibrate_blot, ladder_mark_records
 from .profile_fit import MIN_SINGLE_MISFIT, fit_is_trusted, fit_lane_bands, split_shoulders
 from .lanes import detect_lanes, lane_columns, lanes_from_geometry
 from .review import Review, find_review, load_review
 
 #: Columns of the bands table, in order (``bands.csv``).
 BAND_COLUMNS = [
-    "image", "channel", "strip", "lane", "band", "y", "y_top", "y_bottom", "height", "x_left", "x_right",
-    "volume", "volume_sd", "background", "peak", "snr", "overlap", "fit_share", "fit_residual", "saturated", "saturated_pixels", "n_pixels",
-    "detected", "excluded", "exclusion_reason",
+    "image", "channel", "strip", "lane", "band", "y", "y_top", "y_bottom", "height", "kda", "kda_sd",
+    "x_left", "x_right", "volume", "volume_sd", "background", "peak", "snr", "overlap", "fit_share", "fit_residual",
+    "saturated", "saturated_pixels", "n_pixels", "detected", "excluded", "exclusion_reason",
 ]  # fmt: skip
 #: Columns of the lanes table, in order (``lanes.csv``).
 LANE_TABLE_COLUMNS = [
@@ -69,6 +70,8 @@ class QuantResult:
         Every parameter used, JSON-serialisable, for ``run.json``.
     profiles : dict
         ``(channel, strip, lane) -> LaneProfile``, for plots and review.
+    calibration : blotquant.ladder.BlotCalibration or None
+        The size curves of each strip, when a ladder was given.
     """
 
     lanes: pd.DataFrame
@@ -76,6 +79,7 @@ class QuantResult:
     image: dict
     parameters: dict
     profiles: dict = field(default_factory=dict, repr=False)
+    calibration: object = field(default=None, repr=False)
 
 
 #: Images narrower or shorter than this hold no lane with a band and a background.
@@ -100,8 +104,11 @@ def quantify(
     review="auto",
     max_pixels=None,
     split_doublets=False,
+    ladder=None,
+    ladder_lane=None,
+    ladder_marks=None,
 ):
-    """Find lanes and bands in a blot image and measure band volumes.
+    """Find lanes and bands in a blot image and measure band volumes (and sizes, given a ladder).
 
     Parameters
     ----------
@@ -156,6 +163,22 @@ def quantify(
         (:func:`blotquant.profile_fit.split_shoulders`). Off by default: on
         real captures single bands that an EMG does not follow closely
         were split too (14 more spurious bands on the rat-heart set).
+    ladder : str or sequence of float, optional
+        The molecular-weight ladder in the ``ladder_lane`` lanes: a name from
+        ``blotquant/data/ladders.toml`` (key, product name, alias or
+        catalogue number) or its sizes in kDa, top to bottom. ``None`` with
+        a ladder lane identifies it from the table (with a warning).
+    ladder_lane : int or sequence of int, optional
+        Lane number(s) of the ladder within every strip (both sides of the
+        blot: ``[1, 12]``). Its bands are matched to the ladder's sizes and a
+        size curve is fitted per strip (:mod:`blotquant.ladder`); the bands
+        table's ``kda`` and ``kda_sd`` give every band's size. Count the
+        ladder lane in ``lanes``.
+    ladder_marks : DataFrame or list of dict, optional
+        Sizes at rows given directly instead of a ladder lane (pen marks at
+        the 100, 75 and 50 kDa marker bands): ``kda`` and ``y`` per mark,
+        optionally ``strip``, ``x``, ``y_sd`` and ``image``; see
+        :func:`blotquant.ladder.calibrate_blot`.
 
     Returns
     -------
@@ -173,6 +196,9 @@ def quantify(
         band_rows = _check_band_rows(band_rows, blot.data.shape[1])
     if band_rows_mode not in ("band", "window"):
         raise ParameterError(f"band_rows_mode must be 'band' or 'window', not {band_rows_mode!r}")
+    if ladder is not None and ladder_lane is None and ladder_marks is None:
+        raise ParameterError("a ladder was named but no ladder lane given; give the ladder's lane number "
+                             "(--ladder-lane N, ladder_lane=N)")
     review_obj = _resolve_review(review, blot)
     channels = _select_channels(blot, channel)
 
@@ -212,6 +238,17 @@ def quantify(
 
     bands = pd.DataFrame(band_rows_out, columns=[c for c in BAND_COLUMNS if c not in ("excluded", "exclusion_reason")])
     bands, lane_out = _apply_exclusions(bands, lane_table, review_obj)
+    calibration, size_warnings = None, []
+    if ladder_lane is not None or ladder_marks is not None:
+        channel_profiles = {}
+        for index in channels:
+            for (name, strip, lane), profile in profiles.items():
+                if name == blot.channel_names[index]:
+                    channel_profiles.setdefault((strip, lane), []).append(profile)
+        calibration = calibrate_blot(lane_table.to_dict("records"), channel_profiles, ladder=ladder,
+                                     ladder_lane=ladder_lane, ladder_marks=ladder_marks, image_name=blot.name,
+                                     min_snr=min_snr)
+        bands, size_warnings = _with_sizes(bands, calibration)
     lane_out.insert(0, "image", blot.name)
     lane_out["source"] = lane_source
     bands = bands.astype({"saturated": bool, "detected": bool, "excluded": bool})
@@ -234,6 +271,10 @@ def quantify(
         "min_relative_height": min_relative_height,
         "split_doublets": bool(split_doublets),
         "review": str(review_obj.path) if review_obj is not None and review_obj.path else None,
+        "ladder": _ladder_record(ladder),
+        "ladder_lane": None if ladder_lane is None else [int(n) for n in np.atleast_1d(ladder_lane)],
+        "ladder_marks": None if ladder_marks is None else ladder_mark_records(ladder_marks),
+        "ladder_fits": calibration.records if calibration is not None else [],
     }
     image_info = {
         "name": blot.name,
@@ -246,10 +287,41 @@ def quantify(
         "source_format": blot.source_format,
         "lossy": blot.lossy,
         "polarity": polarity_used,
-        "warnings": list(blot.warnings),
+        "warnings": list(blot.warnings) + size_warnings,
     }
     return QuantResult(lanes=lane_out[LANE_TABLE_COLUMNS], bands=bands[BAND_COLUMNS], image=image_info,
-                       parameters=parameters, profiles=profiles)
+                       parameters=parameters, profiles=profiles, calibration=calibration)
+
+
+def _with_sizes(bands, calibration):
+    """The bands table with ``kda`` and ``kda_sd`` from a blot's calibration, and warnings about it.
+
+    Bands outside a ladder's range (or in a strip without one) keep empty
+    sizes; how many, and why, is one warning per strip and reason.
+    """
+    bands = bands.copy()
+    columns = (bands["x_left"].to_numpy(float) + bands["x_right"].to_numpy(float)) / 2.0
+    estimate = calibration.size(bands["strip"].to_numpy(), bands["y"].to_numpy(float), columns)
+    bands["kda"] = np.round(estimate.kda, 2)
+    bands["kda_sd"] = np.round(estimate.kda_sd, 2)
+    warnings = list(calibration.warnings)
+    unsized = pd.DataFrame({"strip": bands["strip"].to_numpy(), "reason": estimate.reason})
+    unsized = unsized[unsized["reason"] != ""]
+    for (strip, reason), group in unsized.groupby(["strip", "reason"], sort=True):
+        if reason == "no ladder in this strip":
+            warnings.append(f"strip {strip}: no ladder, so its {len(group)} band(s) have no size")
+        else:
+            warnings.append(f"strip {strip}: {len(group)} band(s) lie {reason} and have no size (not extrapolated)")
+    return bands, warnings
+
+
+def _ladder_record(ladder):
+    """The ladder asked for, as a JSON value: its name, or its sizes."""
+    if ladder is None or isinstance(ladder, str):
+        return ladder
+    if isinstance(ladder, Ladder):
+        return ladder.key if ladder.key != "custom" else list(ladder.kda)
+    return [float(k) for k in ladder]
 
 
 def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, review, band_rows,

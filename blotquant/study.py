@@ -10,9 +10,7 @@ shifted or turned, see :mod:`blotquant.registration`), then normalises, times, s
 
 from __future__ import annotations
 
-import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +20,7 @@ import pandas as pd
 from . import __version__
 from ._shared import safe_file_stem
 from .errors import BlotQuantError, StudyError
+from .executors import default_jobs, describe_executor, run_tasks
 from .flags import (
     collect_flags,
     flag_band_quality,
@@ -247,32 +246,55 @@ def _quantify_blot_task(arguments):
     return quantify_blot(*arguments)
 
 
-def quantify_study_images(study, *, jobs=None, progress=False, overlay_dir=None):
+def quantify_study_images(study, *, jobs=None, progress=False, overlay_dir=None, executor=None):
     """Quantify every blot of a study, in parallel across blots.
 
-    Returns ``(bands, lanes, records)`` as :func:`quantify_blot` does, for all blots.
+    Parameters
+    ----------
+    study : Study
+    jobs : int, optional
+        Local worker processes when no ``executor`` is given (default: one per core,
+        at most one per blot).
+    progress : bool
+        Show a progress bar (images done) when standard error is a terminal.
+    overlay_dir : path, optional
+        Where each worker writes its images' overlays.
+    executor : concurrent.futures.Executor or distributed.Client, optional
+        Where the blots are quantified (see :func:`blotquant.executors.run_tasks`).
+
+    Returns
+    -------
+    tuple
+        ``(bands, lanes, records)`` as :func:`quantify_blot` returns, for all blots, in
+        the study's order whatever order the blots finished in.
+
+    Raises
+    ------
+    BlotQuantError
+        The first blot that could not be quantified (a study needs every image), or a
+        blot whose worker died.
     """
     tasks = [(entries, study.layout[study.layout["blot"] == blot], study.quantify_options, overlay_dir)
              for blot, entries in study.images.groupby("blot", sort=False)]
-    workers = min(len(tasks), jobs or os.cpu_count() or 1)
+    workers = default_jobs(jobs, len(tasks))
     bar = None
     if progress and sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(total=len(study.images), desc="images", unit="image", file=sys.stderr)
-    results = []
+    results = [None] * len(tasks)
     try:
-        if workers <= 1:
-            for task in tasks:
-                results.append(quantify_blot(*task))
-                if bar is not None:
-                    bar.update(len(task[0]))
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for task, result in zip(tasks, pool.map(_quantify_blot_task, tasks)):
-                    results.append(result)
-                    if bar is not None:
-                        bar.update(len(task[0]))
+        for index, result, error in run_tasks(_quantify_blot_task, tasks, executor=executor, jobs=workers):
+            if error is not None:
+                if isinstance(error, BlotQuantError):
+                    raise error
+                entries = tasks[index][0]
+                raise BlotQuantError(
+                    f"blot {entries['blot'].iloc[0]}: its worker failed ({type(error).__name__}: {error}); "
+                    "run the study again, with fewer --jobs if memory is short") from None
+            results[index] = result
+            if bar is not None:
+                bar.update(len(tasks[index][0]))
     finally:
         if bar is not None:
             bar.close()
@@ -319,6 +341,8 @@ class StudyResult:
     figures : dict
         ``{target: {"png": path, "svg": path}}`` once written.
     out_dir : pathlib.Path or None
+    executor : dict
+        What quantified the images (:func:`blotquant.executors.describe_executor`).
     """
 
     study: Study
@@ -336,6 +360,7 @@ class StudyResult:
     images: list = field(default_factory=list)
     figures: dict = field(default_factory=dict)
     out_dir: Path | None = None
+    executor: dict = field(default_factory=dict)
 
 
 def _where_loaded(layout):
@@ -480,6 +505,7 @@ def run_record(result):
         "inputs": {role: {"path": str(path), "sha256": sha256_of_file(path)}
                    for role, path in study.input_files.items()},
         "images": [{k: v for k, v in record.items()} for record in result.images],
+        "executor": result.executor,
         "environment": environment_record(),
     }
 
@@ -511,7 +537,7 @@ def write_study_outputs(result, out_dir):
     return result
 
 
-def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True, overlays=True):
+def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True, overlays=True, executor=None):
     """Run a whole study: quantify, normalise, time, summarise, flag, plot and report.
 
     Parameters
@@ -528,6 +554,10 @@ def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True, ove
         Show a progress bar when standard error is a terminal.
     overlays : bool
         Draw every image with its lanes and bands into ``out_dir/overlays``.
+    executor : concurrent.futures.Executor or distributed.Client, optional
+        Where the blots are quantified (default: a local process pool); see
+        :func:`blotquant.executors.run_tasks`. Workers read the images by path and
+        write overlays into the results folder, so both must be shared.
 
     Returns
     -------
@@ -541,11 +571,23 @@ def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True, ove
         An image cannot be read or quantified, or ``out_dir`` holds results.
     """
     study = load_study(study_file)
-    with locked_output_dir(out_dir, force=force) as out_dir:
+    # Everything is written into a staging folder that replaces out_dir as a whole.
+    with locked_output_dir(out_dir, force=force) as staging:
         # Checked before the images are quantified, not after minutes of work.
-        overlay_dir = results_subfolder(out_dir, "overlays")
-        results_subfolder(out_dir, "plots")
+        overlay_dir = results_subfolder(staging, "overlays")
+        results_subfolder(staging, "plots")
         bands, lanes, records = quantify_study_images(study, jobs=jobs, progress=progress,
-                                                      overlay_dir=overlay_dir if overlays else None)
+                                                      overlay_dir=overlay_dir if overlays else None,
+                                                      executor=executor)
         result = analyse_study(study, bands, lanes=lanes, images=records)
-        return write_study_outputs(result, out_dir)
+        result.executor = describe_executor(
+            executor, jobs=default_jobs(jobs, study.images["blot"].nunique()) if executor is None else None)
+        write_study_outputs(result, staging)
+    # The paths a caller reads are those of the results folder, not of the staging one.
+    out_dir = Path(out_dir)
+    result.out_dir = out_dir
+    for figure in result.figures.values():
+        for kind in ("png", "svg"):
+            if kind in figure:
+                figure[kind] = out_dir / Path(figure[kind]).relative_to(staging)
+    return result

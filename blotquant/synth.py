@@ -473,6 +473,103 @@ def random_blot(seed, **overrides):
     return make_blot(**chosen)
 
 
+def log_linear_migration(kda, *, top=0.08, bottom=0.92, largest=250.0, smallest=10.0):
+    """Position (fraction of the strip, 0 top) of each size on a gel whose log10(kDa) falls linearly.
+
+    Examples
+    --------
+    >>> log_linear_migration([250, 10]).round(2).tolist()
+    [0.08, 0.92]
+    """
+    fraction = (np.log10(largest) - np.log10(np.asarray(kda, dtype=float))) / (np.log10(largest) - np.log10(smallest))
+    return top + (bottom - top) * fraction
+
+
+def make_ladder_blot(*, ladder_kda, sample_kda, migration=log_linear_migration, ladder_lanes=(1,), missing_kda=(),
+                     extra_positions=(), ladder_strength=1.0, sample_amounts=None, **options):
+    """A synthetic blot with molecular-weight ladder lanes and sample bands of known sizes.
+
+    Every size becomes a band row of :func:`make_blot` at ``migration(kda)``
+    (a fraction of the strip height); the ladder lanes carry the ladder's
+    sizes (except ``missing_kda``) and bands at ``extra_positions`` that are
+    no ladder size, the other lanes carry the sample sizes. Smile, rotation,
+    noise and every other :func:`make_blot` option apply to all lanes alike.
+
+    Parameters
+    ----------
+    ladder_kda : sequence of float
+        The ladder's sizes (any order).
+    sample_kda : sequence of float
+        Sizes of the sample bands, every sample lane the same.
+    migration : callable
+        ``kda -> position`` (fraction of the strip, 0 top, 1 bottom),
+        decreasing in size; by default :func:`log_linear_migration`.
+    ladder_lanes : sequence of int
+        1-based lane numbers of the ladders (in every strip).
+    missing_kda : sequence of float
+        Ladder sizes left out of the ladder lanes (a band not seen).
+    extra_positions : sequence of float
+        Positions of bands in the ladder lanes that are no ladder size.
+    ladder_strength : float
+        Strength of the ladder bands relative to the sample bands.
+    sample_amounts : array_like, optional
+        Amount of each sample band, shape ``(n_lanes,)`` or
+        ``(n_lanes, len(sample_kda))``; default log-uniform 0.3-1.
+    **options
+        Any other :func:`make_blot` keyword (``shape``, ``n_lanes``, ``smile``, ...).
+
+    Returns
+    -------
+    SyntheticBlot
+        ``truth_bands`` gains ``kda`` (NaN for the extra ladder bands) and
+        ``ladder`` (true in ladder lanes); ``params["ladder"]`` records the sizes.
+
+    Examples
+    --------
+    >>> blot = make_ladder_blot(ladder_kda=[100, 75, 50], sample_kda=[60], shape=(300, 400), n_lanes=4,
+    ...                         noise=False, seed=1)
+    >>> truth = blot.truth_bands[blot.truth_bands["amount"] > 0]
+    >>> sorted(truth.loc[truth["ladder"], "kda"].tolist()), truth.loc[~truth["ladder"], "kda"].unique().tolist()
+    ([50.0, 75.0, 100.0], [60.0])
+    """
+    n_lanes = int(options.get("n_lanes", 10))
+    n_strips = int(options.get("n_strips", 1))
+    ladder_sizes = sorted({float(k) for k in ladder_kda}, reverse=True)
+    samples = [float(k) for k in sample_kda]
+    sizes = sorted(set(ladder_sizes) | set(samples), reverse=True)
+    rows = [(float(migration(np.array([k]))[0]), 1.0) for k in sizes]
+    rows += [(float(p), 1.0) for p in extra_positions]
+    sized = np.array(sizes + [np.nan] * len(extra_positions))
+    order = np.argsort([row[0] for row in rows], kind="stable")
+    rows, sized = [rows[i] for i in order], sized[order]
+    ladder_lanes = sorted({int(lane) for lane in ladder_lanes})
+    if any(not 1 <= lane <= n_lanes for lane in ladder_lanes):
+        raise ParameterError(f"ladder_lanes {ladder_lanes} must be lane numbers 1..{n_lanes}")
+    rng = np.random.default_rng([int(options.get("seed", 0)), 20260115])
+    if sample_amounts is None:
+        sample_table = 10 ** rng.uniform(np.log10(0.3), 0.0, (n_lanes, len(samples)))
+    else:
+        sample_table = np.broadcast_to(np.asarray(sample_amounts, dtype=float).reshape(n_lanes, -1),
+                                       (n_lanes, len(samples)))
+    amounts = np.zeros((n_strips, n_lanes, len(rows)))
+    missing = {float(k) for k in missing_kda}
+    for r, size in enumerate(sized):
+        in_ladder = np.isnan(size) or (size in ladder_sizes and size not in missing)
+        for lane in range(n_lanes):
+            if lane + 1 in ladder_lanes:
+                amounts[:, lane, r] = ladder_strength if in_ladder else 0.0
+            elif not np.isnan(size) and size in samples:
+                amounts[:, lane, r] = sample_table[lane, samples.index(size)]
+    blot = make_blot(band_rows=tuple(rows), amounts=amounts, **options)
+    truth = blot.truth_bands
+    truth["kda"] = sized[truth["source_row"].to_numpy() - 1]
+    truth["ladder"] = truth["lane"].isin(ladder_lanes)
+    blot.params["ladder"] = {"ladder_kda": ladder_sizes, "sample_kda": samples, "ladder_lanes": ladder_lanes,
+                             "missing_kda": sorted(missing, reverse=True),
+                             "extra_positions": [float(p) for p in extra_positions]}
+    return blot
+
+
 def band_contribution(blot, index):
     """Re-render one band's noise-free contribution exactly as it was added.
 
