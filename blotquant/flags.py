@@ -33,6 +33,7 @@ FLAG_CODES = {
     "CROSS_BLOT_NO_CALIBRATOR": "values pooled across blots without a shared calibrator",
     "OUTSIDE_LINEAR_RANGE": "band outside the linear range of the calibrator dilution series",
     "IMAGE_WARNING": "the image file itself is unfit for quantification (lossy, 8-bit, ...)",
+    "BAND_SIZE_MISMATCH": "the band measured is not at the size band_kda names, or two bands are equally near it",
 }
 
 #: What to do about each kind of problem, for the report's grouped entries.
@@ -55,6 +56,8 @@ FLAG_ACTIONS = {
     "CROSS_BLOT_NO_CALIBRATOR": "Load a pooled reference lysate on every blot and mark it 'calibrator'.",
     "OUTSIDE_LINEAR_RANGE": "Load less (or more) protein, or re-image with another exposure.",
     "IMAGE_WARNING": "Export the raw 16-bit image from the imager and quantify that.",
+    "BAND_SIZE_MISMATCH": "Check the ladder ticks and band boxes on the overlay; fix band_kda or the ladder name, "
+                          "or integrate a doublet whole (band_rows_mode = \"window\").",
 }
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -342,6 +345,46 @@ def flag_band_quality(lane_signals, *, min_snr=10.0, max_overlap=0.3):
                "\"window\" in [quantify], otherwise narrow band_rows or run the gel longer."),
     ]
     return pd.concat(parts, ignore_index=True)
+
+
+def flag_band_size(lane_signals):
+    """BAND_SIZE_MISMATCH: an image chosen by ``band_kda`` whose measured band is not at that size.
+
+    Per lane: the measured band's size (``kda``, from the ladder) is unknown or outside
+    ``band_kda`` +- ``band_kda_tolerance``; or two or more bands lie within the tolerance
+    (``size_candidates``), a doublet such as synapsin Ia/Ib, so the message says which was
+    measured.
+    """
+    if "band_kda" not in lane_signals:
+        return empty_flags()
+    lanes = lane_signals[lane_signals["band_kda"].notna()]
+    if lanes.empty:
+        return empty_flags()
+    lanes = lanes.assign(lane_text=_lane_text(lanes))
+    tolerance = lanes["band_kda_tolerance"].astype(float)
+    ratio = lanes["kda"].astype(float) / lanes["band_kda"].astype(float)
+    far = ~((ratio >= 1 / (1 + tolerance)) & (ratio <= 1 + tolerance))
+    candidates = lanes["size_candidates"].fillna("").astype(str) if "size_candidates" in lanes \
+        else pd.Series("", index=lanes.index)
+    several = candidates.str.count(";") >= 1
+    who = np.where(lanes["lane_kind"] == "sample", "sample " + lanes["sample_id"].astype(str),
+                   "the " + lanes["lane_kind"].astype(str) + " lane")
+    prefix = pd.Series(who, index=lanes.index) + ", " + lanes["target"] + " (" + lanes["lane_text"] + "): "
+    expected = (lanes["band_kda"].map("{:g}".format) + " kDa +- "
+                + (100 * tolerance).map("{:.0f}".format) + "%")
+    measured = lanes["kda"].map(lambda k: f"{k:.0f} kDa" if np.isfinite(k) else "a size the ladder cannot give")
+    common = dict(target=lanes["target"], sample_id=lanes["sample_id"], blot=lanes["blot"], lane=lanes["lane"])
+    return pd.concat([
+        _flags(lanes[far], severity="warning", code="BAND_SIZE_MISMATCH", **{k: v[far] for k, v in common.items()},
+               message=prefix[far] + "the band measured is at " + measured[far] + ", not at " + expected[far]
+               + ", so it may be another protein. Check the overlay's ladder ticks and band box."),
+        _flags(lanes[several & ~far], severity="warning", code="BAND_SIZE_MISMATCH",
+               **{k: v[several & ~far] for k, v in common.items()},
+               message=prefix[several & ~far] + "bands at " + candidates[several & ~far].str.replace(";", " and ")
+               + " kDa are all within " + expected[several & ~far] + " (a doublet?); the stronger one, at "
+               + measured[several & ~far] + ", was measured. To integrate both, set band_rows_mode = "
+               "\"window\" for this image."),
+    ], ignore_index=True)
 
 
 def flag_loading_variation(lane_signals, samples, *, max_cv=0.20, max_lane_ratio=1.5, max_group_p=0.05):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
@@ -24,6 +25,7 @@ from .executors import default_jobs, describe_executor, run_tasks
 from .flags import (
     collect_flags,
     flag_band_quality,
+    flag_band_size,
     flag_collection_drift,
     flag_cross_blot_without_calibrator,
     flag_image_warnings,
@@ -138,6 +140,7 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
     images_of_blot = images_of_blot.sort_values("is_reference", ascending=False, kind="stable")
     first_lane, last_lane = loaded_lane_span(layout_of_blot)
     n_lanes = last_lane - first_lane + 1
+    ladder_lanes = sorted(set(layout_of_blot.loc[layout_of_blot["sample_id"] == "ladder", "lane"].astype(int)))
     opened = {}
 
     def plane_of(entry):
@@ -167,9 +170,9 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
         offset = None
         try:
             if reference is None:
-                result = quantify(image, lanes=n_lanes, channel=channel,
-                                  band_rows=(entry["band_top"], entry["band_bottom"]),
-                                  **_image_options(options, entry))
+                result = _measure_image(quantify, image, entry, _image_options(options, entry),
+                                        ladder_lanes=[n - first_lane + 1 for n in ladder_lanes],
+                                        lanes=n_lanes, channel=channel)
                 # Detected lanes are numbered from 1; the layout numbers them from its first loaded lane.
                 result.lanes["lane"] += first_lane - 1
                 result.bands["lane"] += first_lane - 1
@@ -195,9 +198,8 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
                     if offset["score"] < MIN_REGISTRATION_SCORE:
                         offset.update(dy=0.0, dx=0.0, rotation_deg=0.0, method="assumed aligned (weak match)")
                     geometry = transform_lane_geometry(ref_geometry, offset, plane.shape)
-                result = quantify(image, lane_geometry=geometry, channel=channel,
-                                  band_rows=(entry["band_top"], entry["band_bottom"]),
-                                  **_image_options(options, entry))
+                result = _measure_image(quantify, image, entry, _image_options(options, entry),
+                                        ladder_lanes=ladder_lanes, lane_geometry=geometry, channel=channel)
         except StudyError:
             raise
         except BlotQuantError as exc:
@@ -215,7 +217,9 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
         records.append({
             "number": int(entry["number"]), "file": entry["file"], "blot": entry["blot"],
             "target": entry["target"], "role": entry["role"], "channel": channel,
-            "band_rows": [int(entry["band_top"]), int(entry["band_bottom"])],
+            "band_rows": result.parameters.get("band_rows_from_kda")
+            or [int(entry["band_top"]), int(entry["band_bottom"])],
+            "band_kda": None if not np.isfinite(entry.get("band_kda") or np.nan) else float(entry["band_kda"]),
             "band_rows_mode": result.parameters.get("band_rows_mode"),
             "sha256": result.image.get("sha256"), "shape": result.image.get("shape"),
             "bit_depth": result.image.get("bit_depth"), "polarity": result.image.get("polarity"),
@@ -225,6 +229,52 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
             "review": result.parameters.get("review"),
         })
     return pd.concat(band_tables, ignore_index=True), pd.concat(lane_tables, ignore_index=True), records
+
+
+def _measure_image(quantify, image, entry, options, *, ladder_lanes, **lanes):
+    """Quantify one study image: in its ``band_rows``, or at the rows its ``band_kda`` sits at.
+
+    With ``band_kda`` and no ``band_rows``, a first pass finds every band and sizes it
+    from the blot's ladder lanes; the rows of the bands within the size tolerance in the
+    sample lanes become the band window of the second pass, which measures one band per
+    lane there as ``band_rows`` would. The bands table gains ``band_kda`` and
+    ``size_candidates`` (the sizes of every band within the tolerance in that lane, ``;``
+    joined), which :func:`blotquant.flags.flag_band_size` reads.
+    """
+    band_kda = entry.get("band_kda")
+    if band_kda is None or not np.isfinite(band_kda):
+        return quantify(image, band_rows=(entry["band_top"], entry["band_bottom"]), **lanes, **options)
+    ladder = entry.get("ladder") or None
+    sizing = dict(ladder=ladder, ladder_lane=ladder_lanes)
+    tolerance = float(entry["band_kda_tolerance"])
+    where = f"{entry['file']} (blot {entry['blot']}, {entry['target']})"
+    survey = quantify(image, **lanes, **{k: v for k, v in options.items() if k != "band_rows_mode"}, **sizing)
+    bands = survey.bands
+    ratio = bands["kda"] / band_kda
+    # The lane numbers the survey used for its ladders are the ladder lanes passed in.
+    in_ladder = bands["lane"].isin(ladder_lanes)
+    near = bands[~in_ladder & (ratio >= 1 / (1 + tolerance)) & (ratio <= 1 + tolerance)]
+    if entry.get("band_rows_given"):
+        window = (entry["band_top"], entry["band_bottom"])
+    elif near.empty:
+        found = ", ".join(f"{k:.0f}" for k in sorted(bands.loc[~in_ladder, "kda"].dropna().unique())[:12])
+        raise StudyError(f"{where}: no band within {100 * tolerance:.0f}% of {band_kda:g} kDa in any lane "
+                         f"(sizes found: {found or 'none, the ladder could not size any band'}); check band_kda "
+                         "and the ladder on the overlay, or give band_rows")
+    else:
+        window = (int(np.floor(near["y_top"].min())), int(np.ceil(near["y_bottom"].max())))
+    lane_geometry = lanes.get("lane_geometry")
+    if lane_geometry is None:
+        lane_geometry = survey.lanes[_GEOMETRY_COLUMNS]
+    result = quantify(image, band_rows=window, lane_geometry=lane_geometry, channel=lanes.get("channel"),
+                      **options, **sizing)
+    candidates = near.groupby(["strip", "lane"])["kda"].agg(lambda k: ";".join(f"{v:.1f}" for v in sorted(k)))
+    keys = list(zip(result.bands["strip"], result.bands["lane"]))
+    result.bands["size_candidates"] = [candidates.get(key, "") for key in keys]
+    result.bands["band_kda"] = band_kda
+    result.bands["band_kda_tolerance"] = tolerance
+    result.parameters["band_rows_from_kda"] = None if entry.get("band_rows_given") else list(window)
+    return result
 
 
 def _image_options(options, entry):
@@ -444,6 +494,7 @@ def analyse_study(study, bands, *, lanes=None, images=None):
         flag_cross_blot_without_calibrator(normalised_lanes),
         flag_outside_linear_range(lane_signals, linearity),
         flag_image_warnings(image_warnings),
+        flag_band_size(lane_signals),
     ])
     normalized = apply_analysis_policy(measured, timepoints, affected_values(sample_flags, normalised_lanes),
                                        exclude_flagged=study.exclude_flagged)

@@ -43,7 +43,10 @@ RESULT_COLUMNS = ("actual_min", "reference_time", "time_problem", "target", "rol
 
 _STUDY_KEYS = {"name", "description", "time_reference", "control_group", "samples", "layout", "image",
                "kinetics", "kinetics_file", "thresholds", "quantify", "statistics"}
-_IMAGE_KEYS = {"file", "blot", "target", "role", "band_rows", "band_rows_mode", "total", "channel", "note"}
+_IMAGE_KEYS = {"file", "blot", "target", "role", "band_rows", "band_rows_mode", "total", "channel", "note",
+               "band_kda", "band_kda_tolerance", "ladder"}
+#: Default tolerance of ``band_kda``: a band within +-15 % of the size is the band of interest.
+DEFAULT_BAND_KDA_TOLERANCE = 0.15
 #: Tunable limits of the flags, with their defaults; a study's ``[thresholds]`` overrides them.
 DEFAULT_THRESHOLDS = {
     "collection_drift_min": 5.0,
@@ -381,9 +384,13 @@ def _image_entries(document, folder, study_name):
         if unknown:
             raise StudyError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys are "
                              f"{', '.join(sorted(_IMAGE_KEYS))}")
-        for key in ("file", "blot", "target", "role", "band_rows"):
+        for key in ("file", "blot", "target", "role"):
             if key not in entry:
                 raise StudyError(f"{where}: {key} is missing; add {key} = ...")
+        if "band_rows" not in entry and "band_kda" not in entry:
+            raise StudyError(f"{where}: band_rows is missing; add band_rows = [top, bottom] (pixel rows of the "
+                             "band of interest) or band_kda = its size in kDa (with a ladder lane in the layout)")
+        band_kda, tolerance, ladder = _band_size_entry(entry, where)
         for key in ("file", "target", "role"):
             if not isinstance(entry[key], str) or not entry[key].strip():
                 raise StudyError(f"{where}: {key} must be a non-empty text in quotes")
@@ -393,7 +400,7 @@ def _image_entries(document, folder, study_name):
                                  f"most {MAX_NAME_LENGTH} characters")
         if entry["role"] not in IMAGE_ROLES:
             raise StudyError(f"{where}: role {entry['role']!r} is unknown; use one of {', '.join(IMAGE_ROLES)}")
-        band_rows = entry["band_rows"]
+        band_rows = entry.get("band_rows", [0, 1] if band_kda is not None else None)
         if (not isinstance(band_rows, list) or len(band_rows) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in band_rows)
                 or band_rows[0] >= band_rows[1]):
@@ -426,11 +433,35 @@ def _image_entries(document, folder, study_name):
         rows.append({"number": number, "file": entry["file"], "path": path, "blot": str(entry["blot"]),
                      "target": entry["target"].strip(), "role": entry["role"], "band_top": band_rows[0],
                      "band_bottom": band_rows[1], "band_rows_mode": band_rows_mode,
-                     "total_target": total.strip(), "channel": channel, "note": str(entry.get("note", ""))})
+                     "total_target": total.strip(), "channel": channel, "note": str(entry.get("note", "")),
+                     "band_kda": band_kda, "band_kda_tolerance": tolerance, "ladder": ladder,
+                     "band_rows_given": "band_rows" in entry})
     images = pd.DataFrame(rows)
     # Keep channel numbers as given (None, 0, "700nm"): a float column would turn 0 into 0.0.
     images["channel"] = pd.Series([row["channel"] for row in rows], dtype=object)
+    images["ladder"] = pd.Series([row["ladder"] for row in rows], dtype=object)
     return images
+
+
+def _band_size_entry(entry, where):
+    """``(band_kda, tolerance, ladder)`` of an ``[[image]]``, checked; NaN, default, "" when not given."""
+    band_kda = entry.get("band_kda")
+    if band_kda is not None and (isinstance(band_kda, bool) or not isinstance(band_kda, (int, float))
+                                 or not math.isfinite(band_kda) or not 0.5 <= band_kda <= 5000):
+        raise StudyError(f"{where}: band_kda = {band_kda!r}; write the size of the band of interest in kDa "
+                         "(e.g. band_kda = 289)")
+    tolerance = entry.get("band_kda_tolerance", DEFAULT_BAND_KDA_TOLERANCE)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0.01 <= tolerance <= 1:
+        raise StudyError(f"{where}: band_kda_tolerance = {tolerance!r}; write a fraction between 0.01 and 1 "
+                         "(0.15 means +-15 %)")
+    if "band_kda_tolerance" in entry and band_kda is None:
+        raise StudyError(f"{where}: band_kda_tolerance is given without band_kda; add band_kda = ...")
+    ladder = entry.get("ladder", "")
+    if not isinstance(ladder, (str, list)) or (isinstance(ladder, list) and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in ladder)):
+        raise StudyError(f"{where}: ladder must be a ladder's name in quotes or its sizes in kDa, "
+                         "e.g. ladder = \"precision-plus-dual\" or ladder = [250, 150, 100, 75, 50]")
+    return (None if band_kda is None else float(band_kda)), float(tolerance), ladder
 
 
 def _check_images_against_layout(images, layout, study_name, layout_name):
@@ -460,6 +491,11 @@ def _check_images_against_layout(images, layout, study_name, layout_name):
         if not (layout["blot"] == blot).any():
             raise StudyError(f"{study_name}: [[image]] {first['number']} ({first['file']}): blot {blot!r} has no "
                              f"lanes in {layout_name}; add its lanes there or fix the blot name")
+        sized = entries[entries["band_kda"].notna()]
+        if not sized.empty and not ((layout["blot"] == blot) & (layout["sample_id"] == "ladder")).any():
+            row = sized.iloc[0]
+            raise StudyError(f"{study_name}: [[image]] {row['number']} ({row['file']}): band_kda needs a ladder "
+                             f"lane on blot {blot}; mark the marker lane 'ladder' in {layout_name}")
     orphan = _first_bad(~layout["blot"].isin(images["blot"]))
     if orphan is not None:
         raise StudyError(f"{layout_name}: row {_csv_row(orphan)}: blot {layout.loc[orphan, 'blot']!r} has no "
