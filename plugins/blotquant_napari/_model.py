@@ -272,7 +272,12 @@ def study_settings(study, image, channel=None):
     strips = layout["strip"] if "strip" in layout else pd.Series(1, index=layout.index)
     sample_ids = {(int(s), int(lane)): str(sample) for s, lane, sample in zip(strips, layout["lane"],
                                                                             layout["sample_id"])}
-    options = {"band_rows": (int(entry["band_top"]), int(entry["band_bottom"]))}
+    if entry.get("band_rows_given", True):
+        options = {"band_rows": (int(entry["band_top"]), int(entry["band_bottom"]))}
+    else:
+        # An image named by band_kda has no rows of its own: show every band with its size.
+        ladder_lanes = sorted(set(layout.loc[layout["sample_id"] == "ladder", "lane"].astype(int)))
+        options = {"ladder": entry.get("ladder") or None, "ladder_lane": ladder_lanes or None}
     if len(layout):
         options["lanes"] = int(layout.groupby(strips)["lane"].max().max())
     return options, sample_ids
