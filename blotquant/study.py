@@ -47,6 +47,7 @@ from .normalise import (
 )
 from .output import (
     environment_record,
+    final_path,
     locked_output_dir,
     results_subfolder,
     sha256_of_file,
@@ -640,5 +641,5 @@ def run_study(study_file, out_dir, *, force=False, jobs=None, progress=True, ove
     for figure in result.figures.values():
         for kind in ("png", "svg"):
             if kind in figure:
-                figure[kind] = out_dir / Path(figure[kind]).relative_to(staging)
+                figure[kind] = final_path(Path(figure[kind]), Path(staging), out_dir)
     return result

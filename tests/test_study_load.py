@@ -202,7 +202,7 @@ def _image_error(tmp_path, **changes):
 @pytest.mark.parametrize("changes, expected", [
     ({"role": "phospho"}, "role 'phospho' is unknown; use one of target, total, loading_control, total_protein"),
     ({"band_rows": [30, 10]}, "band_rows = [30, 10]; write band_rows = [top, bottom]"),
-    ({"band_rows": None}, "band_rows is missing; add band_rows = ..."),
+    ({"band_rows": None}, "band_rows is missing; add band_rows = [top, bottom] (pixel rows of the band of interest) or band_kda"),
     ({"total": "total-mTOR"}, "total = 'total-mTOR' but blot B1 has no image with target = 'total-mTOR'"),
     ({"colour": "red"}, "unknown key(s) colour"),
     ({"target": "GAPDH", "total": None}, "blot B1 already has an image of GAPDH"),
