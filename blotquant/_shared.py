@@ -104,3 +104,35 @@ def read_toml(path, error, *, missing):
         raise error(f"{path}: {missing}") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+
+
+def read_csv_columns(path, required, *, what, error, hint=""):
+    """A CSV table a user gives (lane geometry, ladder marks), with its required columns checked.
+
+    Parameters
+    ----------
+    path : str or Path
+    required : sequence of str
+        Columns the table must have.
+    what : str
+        What the table is, for the messages ("lane geometry table").
+    error : type
+        The :class:`~blotquant.errors.BlotQuantError` subclass to raise.
+    hint : str
+        Said after the missing columns (what they hold).
+
+    Raises
+    ------
+    error
+        One line naming the file: unreadable, or a column missing.
+    """
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise error(f"{path}: cannot read the {what} ({exc})") from None
+    missing = [name for name in required if name not in table.columns]
+    if missing:
+        raise error(f"{path}: the {what} needs the column(s) {', '.join(missing)}{hint}")
+    return table

@@ -188,18 +188,9 @@ def _run_quantify(args, command):
 
 
 def _read_lane_geometry(path):
-    import pandas as pd
+    from ._shared import read_csv_columns
 
-    from .errors import ParameterError
-
-    try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise ParameterError(f"{path}: cannot read the lane geometry table ({error})") from None
-    missing = [name for name in ("x_left", "x_right") if name not in table.columns]
-    if missing:
-        raise ParameterError(f"{path}: lane geometry needs the column(s) {', '.join(missing)}")
-    return table
+    return read_csv_columns(path, ("x_left", "x_right"), what="lane geometry table", error=ParameterError)
 
 
 def _run_study(args):

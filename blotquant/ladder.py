@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from ._shared import read_toml
+from ._shared import read_csv_columns, read_toml
 from .bands import band_centroid, find_band_peaks
 from .errors import LadderError
 
@@ -1317,16 +1317,8 @@ def read_ladder_marks(path):
     list of dict
         :func:`ladder_mark_records` of the table.
     """
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise LadderError(f"{path}: cannot read the ladder marks table ({error})") from None
-    missing = [name for name in ("kda", "y") if name not in table.columns]
-    if missing:
-        raise LadderError(f"{path}: the ladder marks table needs the column(s) {', '.join(missing)} "
-                          "(the size and the row of each mark)")
+    table = read_csv_columns(path, ("kda", "y"), what="ladder marks table", error=LadderError,
+                             hint=" (the size and the row of each mark)")
     return ladder_mark_records(table)
 
 
