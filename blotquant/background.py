@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
 from ._constants import BACKGROUND_METHODS  # noqa: F401 - part of this module's API
-from ._shared import block_mean, difference_noise_sigma, upsample_bilinear
+from ._shared import BilinearUpsampled, block_mean, difference_noise_sigma
 from .errors import ParameterError
 
 #: Background methods accepted by :func:`blotquant.quantify`.
@@ -61,7 +61,8 @@ def rolling_ball_background(signal, radius, *, shrink=None, correct_noise_bias=T
     Returns
     -------
     background : (M, N) float32 array
-        A new array; ``signal`` is not modified.
+        A new array; ``signal`` is not modified. :func:`rolling_ball_surface`
+        gives the same values evaluated only where they are read.
 
     Examples
     --------
@@ -70,6 +71,35 @@ def rolling_ball_background(signal, radius, *, shrink=None, correct_noise_bias=T
     >>> flat[30:34, 20:44] += 50  # a band
     >>> bg = rolling_ball_background(flat, radius=10)
     >>> bool(abs(bg[32, 32] - 100.0) < 1.0)  # the band is not background
+    True
+    """
+    return rolling_ball_surface(signal, radius, shrink=shrink, correct_noise_bias=correct_noise_bias,
+                                intensity_scale=intensity_scale).full()
+
+
+def rolling_ball_surface(signal, radius, *, shrink=None, correct_noise_bias=True, intensity_scale=1.0):
+    """The rolling-ball background of :func:`rolling_ball_background`, evaluated only where it is read.
+
+    The ball rolls on the block-averaged image as before; the full-resolution
+    surface is interpolated from it per region asked for, so a pipeline that
+    reads the lanes only never holds a whole image of background (4 bytes a
+    pixel). Values are equal to the bit to :func:`rolling_ball_background`'s.
+
+    Parameters are those of :func:`rolling_ball_background`.
+
+    Returns
+    -------
+    blotquant._shared.BilinearUpsampled
+        ``surface.region(rows, columns)`` gives the background there;
+        ``surface.full()`` the whole array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> flat = np.full((64, 64), 100.0)
+    >>> surface = rolling_ball_surface(flat, radius=10)
+    >>> bool(np.array_equal(surface.region(slice(30, 34), slice(20, 44)),
+    ...                     rolling_ball_background(flat, radius=10)[30:34, 20:44]))
     True
     """
     signal = np.asarray(signal)
@@ -99,15 +129,16 @@ def rolling_ball_background(signal, radius, *, shrink=None, correct_noise_bias=T
     eroded = ndi.grey_erosion(small, footprint=footprint, structure=height, mode="nearest")
     opened = ndi.grey_dilation(eroded, footprint=footprint, structure=height, mode="nearest")
     # grey_dilation with a structure adds the ball height back on top of the erosion.
-    background = upsample_bilinear(opened, shrink, signal.shape)
+    surface = BilinearUpsampled(opened, shrink, signal.shape)
     if correct_noise_bias:
         # The ball rests on noise minima, so it sits a little below the true
         # level everywhere; most pixels are background, so their median
         # residual measures that offset.
         step = max(1, int(np.sqrt(signal.size / 200_000)))
-        offset = float(np.median(smoothed[::step, ::step] - background[::step, ::step]))
-        background += max(offset, 0.0)
-    return background.astype(np.float32, copy=False)
+        sampled = surface.region(slice(None, None, step), slice(None, None, step))
+        offset = float(np.median(smoothed[::step, ::step] - sampled))
+        surface.offset = max(offset, 0.0)
+    return surface
 
 
 def border_median_level(lane_block, top, bottom, *, border=3):
@@ -186,7 +217,7 @@ def valley_baseline(profile, top, bottom, *, edge_rows=2):
     return left + (right - left) * steps
 
 
-def beyond_extent_baseline(profile, robust, top, bottom, *, guard_rows=3, edge_rows=10, noise=None):
+def beyond_extent_baseline(profile, robust, top, bottom, *, guard_rows=3, edge_rows=10, noise=None, smoothed=None):
     """Straight baseline through the profile beyond a band's extent, not at its limits.
 
     A band's limit rows still hold some of its light (its flanks fade slowly,
@@ -212,6 +243,9 @@ def beyond_extent_baseline(profile, robust, top, bottom, *, guard_rows=3, edge_r
         Rows skipped beyond each limit, and rows in each anchor.
     noise : float, optional
         Noise of ``robust`` per row; estimated from it when omitted.
+    smoothed : (H,) array, optional
+        ``robust`` smoothed with a Gaussian of 1.5 rows, when the caller has it
+        already (computed here when omitted).
 
     Returns
     -------
@@ -229,7 +263,8 @@ def beyond_extent_baseline(profile, robust, top, bottom, *, guard_rows=3, edge_r
     profile = np.asarray(profile, dtype=np.float64)
     robust = np.asarray(robust, dtype=np.float64)
     n = profile.size
-    smoothed = ndi.gaussian_filter1d(robust, 1.5)
+    if smoothed is None:
+        smoothed = ndi.gaussian_filter1d(robust, 1.5)
     if noise is None:
         noise = difference_noise_sigma(robust)
     # Gaussian smoothing with sigma 1.5 rows keeps 0.43 of white noise.

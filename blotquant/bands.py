@@ -14,15 +14,16 @@ the specific band's box.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.signal import find_peaks, peak_widths
 
-from ._shared import difference_noise_sigma, robust_sigma
+from ._shared import difference_noise_sigma, read_region, robust_sigma
 from .background import beyond_extent_baseline, border_median_level, rubber_band_baseline, valley_baseline
 from .errors import ParameterError
-from .lanes import lane_columns
+from .lanes import lane_columns, lane_row_runs
 
 #: A pixel at or above this fraction of full scale is clipped.
 SATURATION_LEVEL = 0.99
@@ -68,6 +69,17 @@ class LaneProfile:
     width: int
     noise: float
 
+    # Band finding and every band's baseline read these; computed once per lane, not once per band.
+    @cached_property
+    def robust_smoothed(self):
+        """``robust`` smoothed with a Gaussian of 1.5 rows (the detection profile)."""
+        return ndi.gaussian_filter1d(np.asarray(self.robust, dtype=np.float64), 1.5)
+
+    @cached_property
+    def robust_noise(self):
+        """Row-to-row noise of ``robust`` (:func:`blotquant._shared.difference_noise_sigma`)."""
+        return difference_noise_sigma(self.robust)
+
 
 class LanePixels:
     """On-demand access to one lane's straightened pixels.
@@ -94,11 +106,18 @@ class LanePixels:
 
 
 def lane_row_sums(image, rows, first, width):
-    """Exact sum of each lane row, accumulated in float64."""
-    image = np.ascontiguousarray(image)
-    # take() on flat indices is faster than 2-D fancy indexing.
-    flat_index = (rows.astype(np.intp) * image.shape[1] + first)[:, None] + np.arange(width)[None, :]
-    return image.ravel().take(flat_index).sum(axis=1, dtype=np.float64)
+    """Exact sum of each lane row, accumulated in float64.
+
+    Each run of rows that starts at the same column is summed as one slice of
+    the image (:func:`blotquant.lanes.lane_row_runs`), which gives the same
+    sums as gathering the lane pixel by pixel, without an index array as large
+    as the lane.
+    """
+    sums = np.empty(np.size(rows), dtype=np.float64)
+    for start, stop, row, column in lane_row_runs(rows, first):
+        block = read_region(image, slice(row, row + stop - start), slice(column, column + width))
+        sums[start:stop] = block.sum(axis=1, dtype=np.float64)
+    return sums
 
 
 def lane_profile(signal, background, lane, *, quantum=0.0):
@@ -112,8 +131,10 @@ def lane_profile(signal, background, lane, *, quantum=0.0):
     ----------
     signal : (M, N) array
         Image with signal positive.
-    background : (M, N) array or None
-        2-D background estimate on the same grid, or None.
+    background : (M, N) array, BilinearUpsampled or None
+        2-D background estimate on the same grid (an array, or a surface read
+        where needed such as :func:`blotquant.background.rolling_ball_surface`
+        gives), or None.
     lane : mapping
         One row of a lane table (see :mod:`blotquant.lanes`).
     quantum : float
@@ -124,23 +145,30 @@ def lane_profile(signal, background, lane, *, quantum=0.0):
     rows, first, width = lane_columns(lane, signal.shape)
     # A median over columns spread across the central 80 % of the lane ignores specks.
     inner = np.unique(np.linspace(0.1 * (width - 1), 0.9 * (width - 1), _DETECTION_COLUMNS).round().astype(int))
-    columns = first[:, None] + inner[None, :]
-    residual = signal[rows[:, None], columns].astype(np.float64)
-    if background is not None:
-        residual -= background[rows[:, None], columns]
-        bg_profile = lane_row_sums(background, rows, first, width)
-    else:
-        bg_profile = np.zeros(rows.size)
-    robust = np.median(residual, axis=1)
     # Noise from horizontal neighbours on a subsample of rows: structure along the lane cancels.
     sample_rows = np.arange(0, rows.size, max(1, rows.size // 200))
-    sample_cols = first[sample_rows, None] + np.arange(width)[None, :]
-    sample = signal[rows[sample_rows, None], sample_cols].astype(np.float64)
-    if background is not None:
-        sample -= background[rows[sample_rows, None], sample_cols]
+    residual = np.empty((rows.size, inner.size), dtype=np.float64)
+    sample = np.empty((sample_rows.size, width), dtype=np.float64)
+    signal_sums = np.empty(rows.size, dtype=np.float64)
+    bg_profile = np.zeros(rows.size)
+    # Each run of rows starting at the same column is one slice of the image,
+    # read once for the sums, the detection columns and the noise sample.
+    for start, stop, row, column in lane_row_runs(rows, first):
+        image_rows, image_columns = slice(row, row + stop - start), slice(column, column + width)
+        block = signal[image_rows, image_columns]
+        signal_sums[start:stop] = block.sum(axis=1, dtype=np.float64)
+        residual[start:stop] = block[:, inner]
+        sampled = (sample_rows >= start) & (sample_rows < stop)
+        sample[sampled] = block[sample_rows[sampled] - start]
+        if background is not None:
+            bg_block = read_region(background, image_rows, image_columns)
+            bg_profile[start:stop] = bg_block.sum(axis=1, dtype=np.float64)
+            residual[start:stop] -= bg_block[:, inner]
+            sample[sampled] -= bg_block[sample_rows[sampled] - start]
+    robust = np.median(residual, axis=1)
     noise = robust_sigma(np.diff(sample, axis=1)) / np.sqrt(2.0) if width > 1 else difference_noise_sigma(robust)
     noise = max(noise, quantum / np.sqrt(12.0))
-    profile = LaneProfile(rows, lane_row_sums(signal, rows, first, width), bg_profile, robust, width, float(noise))
+    profile = LaneProfile(rows, signal_sums, bg_profile, robust, width, float(noise))
     return profile, LanePixels(signal, rows, first, width)
 
 
@@ -161,10 +189,10 @@ def find_band_peaks(profile, *, min_snr=4.0, window=None):
     list of (int, int, int)
         ``(peak, top, bottom)`` as indices into ``profile.rows``, top to bottom.
     """
-    robust = ndi.gaussian_filter1d(profile.robust, 1.5)
+    robust = profile.robust_smoothed
     n = robust.size
     # The median of ~15 columns has about 1.25 / sqrt(15) of the pixel noise.
-    noise = max(difference_noise_sigma(profile.robust), 0.32 * profile.noise, 1e-12)
+    noise = max(profile.robust_noise, 0.32 * profile.noise, 1e-12)
     # Gaussian smoothing with sigma 1.5 rows keeps 1/sqrt(2 sqrt(pi) 1.5) = 0.43 of white noise.
     smoothed_noise = 0.43 * noise
     # Background the estimator could not follow wanders slowly: 3 robust
@@ -244,7 +272,8 @@ def measure_band(profile, top, bottom, *, method, lane_pixels=None):
     elif method == "valley":
         background = valley_baseline(profile.signal, top, bottom).sum()
     elif method == "beyond":
-        background = beyond_extent_baseline(profile.signal, profile.robust, top, bottom).sum()
+        background = beyond_extent_baseline(profile.signal, profile.robust, top, bottom, noise=profile.robust_noise,
+                                            smoothed=profile.robust_smoothed).sum()
     elif method == "rubber_band":
         background = rubber_band_baseline(profile.signal)[top : bottom + 1].sum()
     elif method == "border_median":
@@ -404,13 +433,17 @@ def _weighted_median(values, weights):
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
-def gap_residual_profile(signal, background, lanes, index):
+def gap_residual_profile(signal, background, lanes, index, *, cache=None):
     """Median signal above background, per row, in each gap beside one lane.
 
     The gaps are the columns between a lane and its neighbours (or, for an
     outer lane, a strip of the typical gap width outside it). Returns an
     array of shape (n_gaps, rows), or None when the lane has no gap wider
     than two pixels on either side.
+
+    ``cache``, a dict kept over the lanes of one image, holds each gap's
+    profile by its geometry, so the gap between two lanes of the same rows and
+    tilt is measured once, not once for each of them.
     """
     lane = lanes[index]
     gap = max(2.0, float(np.median([b["x_left"] - a["x_right"] for a, b in zip(lanes[:-1], lanes[1:])]))
@@ -421,14 +454,28 @@ def gap_residual_profile(signal, background, lanes, index):
     for x_left, x_right in ((left_edge + 1, lane["x_left"] - 1), (lane["x_right"] + 1, right_edge - 1)):
         if x_right - x_left < 2 or x_left < 0 or x_right > signal.shape[1] - 1:
             continue
-        gap_lane = {**lane, "x_left": x_left, "x_right": x_right}
-        rows, first, width = lane_columns(gap_lane, signal.shape)
-        columns = first[:, None] + np.unique(np.linspace(0, width - 1, min(width, 9)).round().astype(int))[None, :]
-        residual = signal[rows[:, None], columns] - background[rows[:, None], columns]
-        pieces.append(np.median(residual, axis=1))
+        key = (x_left, x_right, lane["y_top"], lane["y_bottom"], lane["slope"])
+        if cache is None or key not in cache:
+            gap_lane = {**lane, "x_left": x_left, "x_right": x_right}
+            median = _gap_median(signal, background, *lane_columns(gap_lane, signal.shape))
+            if cache is None:
+                pieces.append(median)
+                continue
+            cache[key] = median
+        pieces.append(cache[key])
     if not pieces:
         return None
     return np.array(pieces)
+
+
+def _gap_median(signal, background, rows, first, width):
+    """Per-row median of signal minus background over up to 9 columns spread across a gap."""
+    columns = np.unique(np.linspace(0, width - 1, min(width, 9)).round().astype(int))
+    residual = []
+    for start, stop, row, column in lane_row_runs(rows, first):
+        image_rows = slice(row, row + stop - start)
+        residual.append(signal[image_rows, column + columns] - read_region(background, image_rows, column + columns))
+    return np.median(np.concatenate(residual), axis=1)
 
 
 def reject_off_lane_peaks(profile, gap_profile, found, *, max_gap_share=0.5):

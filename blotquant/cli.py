@@ -94,7 +94,8 @@ def build_parser():
                        "optionally strip, x, y_sd, image")
     quant.add_argument("--no-review", action="store_true", help="ignore lane-review files next to the images")
     quant.add_argument("--no-overlay", action="store_true", help="do not draw overlay PNGs")
-    quant.add_argument("--max-pixels", type=int, metavar="N", help="refuse images with more pixels than this")
+    quant.add_argument("--max-pixels", type=int, metavar="N",
+                       help="refuse images with more pixels than this, counted over all channels and pages")
     quant.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
     quant.add_argument("--scheduler", metavar="ADDRESS", help=_SCHEDULER_HELP)
     quant.add_argument("--force", action="store_true", help="replace results already in --out")

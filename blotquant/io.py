@@ -46,7 +46,8 @@ __all__ = [
     "to_signal",
 ]
 
-#: Largest number of pixels per channel plane that :func:`read_image` decodes.
+#: Largest number of pixels :func:`read_image` decodes, counted over every channel, page and
+#: colour sample it decodes (a 4-page file counts four times its size, an RGB scan three times).
 DEFAULT_MAX_PIXELS = 250_000_000
 #: Environment variable that overrides :data:`DEFAULT_MAX_PIXELS`.
 MAX_PIXELS_ENV = "BLOTQUANT_MAX_PIXELS"
@@ -57,9 +58,6 @@ POLARITIES = ("light_on_dark", "dark_on_light")
 
 #: Pages a TIFF may hold (channels or exposures of one blot); more are refused before any is read.
 MAX_TIFF_PAGES = 64
-# A multi-channel file may hold at most this many plane-limits of values in
-# total, so that 10 000 pages of a legal size cannot exhaust memory either.
-_MAX_TOTAL_PLANES = 4
 # RGB exports of a grey image: channels may differ by this fraction of full scale.
 _GRAY_RGB_TOLERANCE = 0.01
 # Pixels that polarity detection looks at; a strided subsample beyond that.
@@ -216,8 +214,9 @@ def read_image(path, *, max_pixels: int | None = None) -> BlotImage:
         PNG, JPEG, GIF or Bio-Rad Image Lab ``.scn`` file. The format is
         recognised from the file's content, not its name.
     max_pixels : int, optional
-        Largest number of pixels per channel plane to decode. Defaults to the
-        environment variable ``BLOTQUANT_MAX_PIXELS`` or else
+        Largest number of pixels to decode, counted over every channel, page
+        and colour sample decoded (what bounds a worker's memory). Defaults to
+        the environment variable ``BLOTQUANT_MAX_PIXELS`` or else
         :data:`DEFAULT_MAX_PIXELS`.
 
     Returns
@@ -266,15 +265,19 @@ def read_image(path, *, max_pixels: int | None = None) -> BlotImage:
         )
     try:
         if source_format == "TIFF":
-            pixels = _read_tiff(path, label, limit)
-            digest = sha256_of_file(path)
-        elif source_format == "SCN":
-            blob = path.read_bytes()
-            pixels = _read_scn(blob, label, limit)
-            digest = hashlib.sha256(blob).hexdigest()
+            # tifffile reads the file itself, and decodes a copy in memory half as fast,
+            # so the file is hashed alongside the decoding (once the size is checked).
+            hasher = _FileHasher(path)
+            pixels = _read_tiff(path, label, limit, on_checked=hasher.start)
+            digest = hasher.result()
         else:
-            pixels = _read_with_pillow(path, label, source_format, head, limit)
-            digest = sha256_of_file(path)
+            # The file is read once: decoded from these bytes and hashed from them.
+            blob = path.read_bytes()
+            if source_format == "SCN":
+                pixels = _read_scn(blob, label, limit)
+            else:
+                pixels = _read_with_pillow(blob, label, source_format, head, limit)
+            digest = hashlib.sha256(blob).hexdigest()
     except ImageReadError:
         raise
     except MemoryError as exc:
@@ -496,20 +499,56 @@ def _resolve_max_pixels(max_pixels):
 
 
 def _check_pixel_count(label, height, width, n_channels, limit):
+    """Refuse an image whose decoded planes (channels, pages, colour samples) hold more than ``limit`` pixels."""
     plane = int(height) * int(width)
+    total = plane * int(n_channels)
     fix = "pass max_pixels= or --max-pixels, or set BLOTQUANT_MAX_PIXELS"
-    if plane > limit:
+    if total <= limit:
+        return
+    if n_channels == 1:
         raise ImageTooLargeError(
             f"{label}: the image declares {width} x {height} = {plane:,} pixels, "
             f"more than the limit of {limit:,}; if the file is genuine, {fix} "
             "to a larger number"
         )
-    if plane * n_channels > _MAX_TOTAL_PLANES * limit:
-        raise ImageTooLargeError(
-            f"{label}: the image declares {n_channels:,} channels of {width} x {height} "
-            f"pixels, more than {_MAX_TOTAL_PLANES} x the limit of {limit:,} in total; "
-            f"if the file is genuine, {fix} to a larger number"
-        )
+    raise ImageTooLargeError(
+        f"{label}: the image declares {n_channels:,} planes (channels, pages or colour samples) of "
+        f"{width} x {height} pixels, {total:,} pixels to decode in all, more than the limit of {limit:,}; "
+        f"if the file is genuine, {fix} to a larger number"
+    )
+
+
+class _FileHasher:
+    """The SHA-256 of a file, computed in a thread while the decoder reads the same file.
+
+    Hashing releases the GIL, so on a free core it costs no wall time; it is
+    started only once the file's size has passed the pixel limit.
+    """
+
+    def __init__(self, path):
+        self._path = path
+        self._thread = None
+        self._digest = None
+        self._error = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="blotquant-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            self._digest = sha256_of_file(self._path)
+        except BaseException as error:  # noqa: BLE001 - raised again in result()
+            self._error = error
+
+    def result(self):
+        """The hex digest (computed here if the thread was never started)."""
+        if self._thread is None:
+            return sha256_of_file(self._path)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest
 
 
 def _read_head(path, label):
@@ -589,7 +628,8 @@ class _QuietTiffLog:
         return False
 
 
-def _read_tiff(path, label, limit):
+def _read_tiff(path, label, limit, *, on_checked=None):
+    """Decode a TIFF; ``on_checked()`` is called once its size has passed the limit, before decoding."""
     import tifffile
 
     with _QuietTiffLog(), tifffile.TiffFile(path) as tif:
@@ -625,16 +665,20 @@ def _read_tiff(path, label, limit):
         )
         n_series = len(all_series) if stacked else 1
         n_channels = n_series * math.prod(shape) // (height * width)
-        _check_pixel_count(label, height, width, n_channels, limit)
-
         page = first.keyframe
+        photometric = getattr(page.photometric, "name", str(page.photometric))
+        if photometric == "PALETTE" and page.colormap is not None and not _is_grey_ramp(page.colormap):
+            n_channels *= 3  # painted through its colours: three planes of RGB
+        _check_pixel_count(label, height, width, n_channels, limit)
+        if on_checked is not None:
+            on_checked()
+
         notes = []
         if len(all_series) > 1 and not stacked:
             notes.append(
                 f"the TIFF file holds {len(all_series)} images of different shapes; "
                 "only the first was read"
             )
-        photometric = getattr(page.photometric, "name", str(page.photometric))
         if photometric == "MINISWHITE":
             notes.append(
                 "the TIFF photometric tag says MinIsWhite (0 = white); the tag was "
@@ -877,17 +921,22 @@ def _pillow_size_check_disabled():
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _read_with_pillow(path, label, source_format, head, limit):
+def _read_with_pillow(blob, label, source_format, head, limit):
+    import io
+
     from PIL import Image, ImageOps
 
     notes = []
-    with _pillow_size_check_disabled(), Image.open(path, formats=[source_format]) as im:
+    with _pillow_size_check_disabled(), Image.open(io.BytesIO(blob), formats=[source_format]) as im:
         width, height = im.size
         if width * height == 0:
             raise ImageReadError(
                 f"{label}: the image has no pixels ({width} x {height}); export the image again"
             )
-        _check_pixel_count(label, height, width, 1, limit)
+        samples = len(im.getbands())
+        if im.mode in ("P", "PA"):  # decoded through their colours: RGB, or RGBA with transparency
+            samples = 4 if im.mode == "PA" or "transparency" in im.info else 3
+        _check_pixel_count(label, height, width, samples, limit)
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             notes.append(f"the {source_format} file holds {frames} frames; only the first was read")
@@ -899,7 +948,7 @@ def _read_with_pillow(path, label, source_format, head, limit):
             # Pillow reduces 16-bit colour PNG to 8 bits; imagecodecs keeps them.
             import imagecodecs
 
-            array = imagecodecs.png_decode(path.read_bytes())
+            array = imagecodecs.png_decode(blob)
         else:
             array = _pillow_pixels(im, label)
     if array.ndim == 2:

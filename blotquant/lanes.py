@@ -264,6 +264,39 @@ def lane_columns(lane, shape):
     return rows, first, width
 
 
+def lane_row_runs(rows, first):
+    """The lane as rectangles: runs of consecutive rows that start at the same column.
+
+    A lane leaning by ``slope`` shifts by a whole column every ``1 / slope``
+    rows, so it is a short stack of rectangles; each is a plain slice of the
+    image, read without building an index array as large as the lane.
+
+    Parameters
+    ----------
+    rows, first : (H,) int arrays
+        As :func:`lane_columns` returns them.
+
+    Returns
+    -------
+    list of (int, int, int, int)
+        ``(start, stop, row, column)``: lane rows ``start..stop-1`` are image
+        rows ``row..row + stop - start - 1``, starting at image column ``column``.
+
+    Examples
+    --------
+    >>> lane_row_runs(np.arange(10, 15), np.array([3, 3, 4, 4, 4]))
+    [(0, 2, 10, 3), (2, 5, 12, 4)]
+    """
+    rows = np.asarray(rows)
+    first = np.asarray(first)
+    if rows.size == 0:
+        return []
+    breaks = np.flatnonzero((np.diff(first) != 0) | (np.diff(rows) != 1)) + 1
+    starts = np.r_[0, breaks].tolist()
+    stops = np.r_[breaks, rows.size].tolist()
+    return [(start, stop, int(rows[start]), int(first[start])) for start, stop in zip(starts, stops)]
+
+
 def estimate_tilt(residual, *, max_tilt_deg=3.0, step_deg=0.25):
     """Slope (dx/dy) of the lanes of a turned blot.
 

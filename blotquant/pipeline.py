@@ -16,7 +16,7 @@ from scipy.signal import find_peaks, peak_widths
 
 from . import __version__
 from ._shared import difference_noise_sigma
-from .background import BACKGROUND_METHODS, rolling_ball_background
+from .background import BACKGROUND_METHODS, rolling_ball_surface
 from .bands import (
     band_centroid,
     find_band_peaks,
@@ -34,7 +34,7 @@ from .errors import ParameterError
 from .io import BlotImage, image_from_array, read_image, to_signal
 from .ladder import Ladder, calibrate_blot, ladder_mark_records
 from .profile_fit import MIN_SINGLE_MISFIT, fit_is_trusted, fit_lane_bands, split_shoulders
-from .lanes import detect_lanes, lane_columns, lanes_from_geometry
+from .lanes import detect_lanes, lane_columns, lane_row_runs, lanes_from_geometry
 from .review import Review, find_review, load_review
 
 #: Columns of the bands table, in order (``bands.csv``).
@@ -155,8 +155,8 @@ def quantify(
         A lane review made by hand (napari plugin). ``auto`` uses the review
         file saved next to the image file when there is one.
     max_pixels : int, optional
-        Refuse images larger than this (default
-        :data:`blotquant.io.DEFAULT_MAX_PIXELS`).
+        Refuse images with more pixels than this, counted over every channel,
+        page and colour sample decoded (default :data:`blotquant.io.DEFAULT_MAX_PIXELS`).
     split_doublets : bool
         With the profile fit and free detection, split a band whose profile
         is a doublet (a shoulder) into its two bands
@@ -328,10 +328,12 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
                      band_rows_mode, min_snr, min_band_snr, min_relative_height, split_doublets=False):
     """Bands of every lane of one channel: rows of the bands table, and the lane profiles."""
     # Detection always works on the ball's residual; only the measurement follows ``method``.
-    bg_image = rolling_ball_background(signal, radius, intensity_scale=_ball_intensity_scale(blot, signal))
+    # Evaluated only where it is read (the lanes and their gaps): never a whole image of background.
+    bg_image = rolling_ball_surface(signal, radius, intensity_scale=_ball_intensity_scale(blot, signal))
     quantum = 1.0 if np.issubdtype(blot.data.dtype, np.integer) else 0.0
     lane_records = lane_table.to_dict("records")
     lane_profiles, lane_pixels, lane_boxes = [], [], []
+    gap_cache = {}
     for lane in lane_records:
         profile, pixels = lane_profile(signal, bg_image, lane, quantum=quantum)
         lane_profiles.append(profile)
@@ -341,7 +343,7 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             # Lanes drawn by a person or carried over from another image may
             # sit off the bands; only detected lanes have trustworthy gaps.
             strip_lanes = [other for other in lane_records if other["strip"] == lane["strip"]]
-            gaps = gap_residual_profile(signal, bg_image, strip_lanes, strip_lanes.index(lane))
+            gaps = gap_residual_profile(signal, bg_image, strip_lanes, strip_lanes.index(lane), cache=gap_cache)
         lane_boxes.append(_band_boxes(profile, lane, review, band_rows, min_snr, gaps, band_rows_mode))
     if band_rows is None:
         lane_boxes = _drop_implausible(lane_records, lane_profiles, lane_boxes, min_relative_height)
@@ -534,7 +536,8 @@ def _auto_radius(signal, lane_table):
     for lane in lane_table.to_dict("records"):
         rows, first, width = lane_columns(lane, signal.shape)
         columns = np.linspace(0, width - 1, min(9, width)).round().astype(int)
-        profile = np.median(signal[rows[:, None], first[:, None] + columns[None, :]], axis=1)
+        profile = np.median(np.concatenate([signal[row : row + stop - start, column + columns]
+                                            for start, stop, row, column in lane_row_runs(rows, first)]), axis=1)
         # Smoothing with sigma 1 row keeps 0.53 of white noise.
         noise = 0.53 * difference_noise_sigma(profile)
         profile = gaussian_filter1d(profile - np.percentile(profile, 10), 1.0)

@@ -132,7 +132,6 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
     from .io import read_image, to_signal
     from .overlay import render_overlay
     from .pipeline import quantify
-    from .plots import plain_text
 
     options = dict(quantify_options)
     max_pixels = options.pop("max_pixels", None)
@@ -210,7 +209,7 @@ def quantify_blot(images_of_blot, layout_of_blot, quantify_options, overlay_dir=
             overlay = f"{safe_file_stem(entry['blot'])}_{safe_file_stem(entry['target'])}.overlay.png"
             signal, _ = to_signal(plane, polarity=result.image["polarity"], full_scale=image.full_scale)
             render_overlay(signal, result, Path(overlay_dir) / overlay,
-                           title=plain_text(f"{entry['file']}: {entry['target']} (blot {entry['blot']})"))
+                           title=f"{entry['file']}: {entry['target']} (blot {entry['blot']})")
         study_columns = {"file": entry["file"], "blot": entry["blot"], "target": entry["target"],
                          "role": entry["role"], "total_target": entry["total_target"]}
         band_tables.append(result.bands.assign(**study_columns)[[*study_columns, *result.bands.columns]])

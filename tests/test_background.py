@@ -90,3 +90,19 @@ def test_upsampling_matches_bilinear_interpolation_between_block_centres():
     # A constant image survives the round trip exactly.
     flat = np.full((40, 60), 7.0, np.float32)
     assert np.all(upsample_bilinear(block_mean(flat, 4), 4, flat.shape) == 7.0)
+
+
+@pytest.mark.parametrize("shape, radius", [((96, 128), 15), ((301, 457), 40), ((60, 50), 3), ((777, 90), 25.5)])
+def test_rolling_ball_surface_gives_the_background_bit_for_bit_where_read(shape, radius):
+    from blotquant.background import rolling_ball_surface
+
+    rng = np.random.default_rng(3)
+    image = (rng.random(shape, dtype=np.float32) * 900 + np.linspace(0, 400, shape[1], dtype=np.float32))
+    whole = rolling_ball_background(image, radius=radius, intensity_scale=2.0)
+    surface = rolling_ball_surface(image, radius=radius, intensity_scale=2.0)
+    assert np.array_equal(surface.full(), whole)
+    assert np.array_equal(surface.region(slice(None), slice(None)), whole)
+    rows, columns = np.array([0, 5, 6, shape[0] - 1]), np.array([shape[1] - 1, 0, 7])
+    assert np.array_equal(surface.region(rows, columns), whole[rows][:, columns])
+    assert np.array_equal(surface.region(slice(2, shape[0] - 3), slice(1, 9)), whole[2 : shape[0] - 3, 1:9])
+    assert surface.region(slice(0, 4), slice(0, 4)).dtype == np.float32

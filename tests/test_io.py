@@ -824,3 +824,59 @@ def test_real_scn_matches_its_png_export(scn, png):
     assert raw.data.shape == export.data.shape == (1, 552, 689)
     correlation = np.corrcoef(raw.data.ravel(), export.data.ravel())[0, 1]
     assert correlation > 0.99
+
+
+# ---------------------------------------------------------------------------
+# The pixel limit counts what is decoded; the hash is of the file's bytes
+
+
+def test_the_pixel_limit_counts_every_page(tmp_path, decoding_forbidden):
+    """Four pages of 40 x 60 are 9 600 pixels to decode, refused below that before any is decoded."""
+    path = tmp_path / "pages.tif"
+    tifffile.imwrite(path, np.stack([blot()] * 4))
+    with pytest.raises(ImageTooLargeError) as error:
+        read_image(path, max_pixels=9599)
+    message = one_line_naming(error, path)
+    assert "4 planes" in message and "60 x 40" in message and "9,600 pixels to decode" in message
+    assert "limit of 9,599" in message and "--max-pixels" in message
+
+
+def test_the_pixel_limit_counts_pages_written_one_by_one(tmp_path):
+    path = tmp_path / "series.tif"
+    with tifffile.TiffWriter(path) as writer:
+        for _ in range(3):
+            writer.write(blot(), contiguous=False)
+    with pytest.raises(ImageTooLargeError, match="3 planes"):
+        read_image(path, max_pixels=7199)
+    assert read_image(path, max_pixels=7200).data.shape == (3, 40, 60)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+def test_the_pixel_limit_counts_colour_samples(tmp_path, suffix):
+    path = tmp_path / f"rgb{suffix}"
+    rgb = np.stack([film(), film(), np.roll(film(), 3, axis=1)], axis=-1)
+    if suffix == ".tif":
+        tifffile.imwrite(path, rgb, photometric="rgb")
+    else:
+        Image.fromarray(rgb, mode="RGB").save(path)
+    with pytest.raises(ImageTooLargeError, match="3 planes"):
+        read_image(path, max_pixels=3 * 2400 - 1)
+    assert read_image(path, max_pixels=3 * 2400).shape == (40, 60)
+
+
+def test_a_single_plane_at_the_limit_is_read(tmp_path):
+    path = tmp_path / "blot.tif"
+    tifffile.imwrite(path, blot())
+    assert read_image(path, max_pixels=2400).data.shape == (1, 40, 60)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png", ".scn"])
+def test_the_hash_is_of_the_file_as_stored(tmp_path, suffix):
+    path = tmp_path / f"blot{suffix}"
+    if suffix == ".tif":
+        tifffile.imwrite(path, blot(), compression="zlib")
+    elif suffix == ".png":
+        Image.fromarray(blot()).save(path)
+    else:
+        path.write_bytes(scn_bytes(blot()))
+    assert read_image(path).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

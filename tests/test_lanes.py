@@ -111,3 +111,17 @@ def test_membranes_side_by_side_get_their_own_lanes(touching):
     _assert_lanes_match(first, left.truth_lanes)
     shifted = right.truth_lanes.assign(x_center=right.truth_lanes["x_center"] + 590)
     _assert_lanes_match(second, shifted)
+
+
+def test_lane_row_runs_cut_a_leaning_lane_into_rectangles():
+    from blotquant.lanes import lane_row_runs
+
+    lane = {"x_left": 10.0, "x_right": 19.0, "y_top": 0, "y_bottom": 99, "slope": 0.02}
+    rows, first, width = lane_columns(lane, (100, 50))
+    runs = lane_row_runs(rows, first)
+    assert [stop - start for start, stop, _, _ in runs] == [25, 50, 25]  # a column further every 50 rows
+    assert [column for *_, column in runs] == [9, 10, 11]
+    for start, stop, row, column in runs:
+        assert (rows[start:stop] == np.arange(row, row + stop - start)).all()
+        assert (first[start:stop] == column).all()
+    assert lane_row_runs(rows[:0], first[:0]) == []
