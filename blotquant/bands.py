@@ -18,7 +18,7 @@ from functools import cached_property
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.signal import find_peaks, peak_widths
+from .peaks import find_peaks, peak_widths
 
 from ._shared import difference_noise_sigma, read_region, robust_sigma
 from .background import beyond_extent_baseline, border_median_level, rubber_band_baseline, valley_baseline

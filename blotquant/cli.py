@@ -138,9 +138,14 @@ def main(argv=None):
         return 130
 
 
+def _read_ladder_marks(path):
+    from .ladder import read_ladder_marks  # scipy.interpolate only when sizes are asked for
+
+    return read_ladder_marks(path)
+
+
 def _run_quantify(args, command):
     from .batch import quantify_batch
-    from .ladder import read_ladder_marks
     from .lanes import MAX_LANES
 
     if args.lanes is not None and not 1 <= args.lanes <= MAX_LANES:
@@ -170,7 +175,7 @@ def _run_quantify(args, command):
         "split_doublets": args.split_doublets,
         "ladder": args.ladder,
         "ladder_lane": args.ladder_lane,
-        "ladder_marks": read_ladder_marks(args.ladder_marks) if args.ladder_marks else None,
+        "ladder_marks": _read_ladder_marks(args.ladder_marks) if args.ladder_marks else None,
     }
     with _executor(args) as executor:
         result = quantify_batch(args.images, args.out, force=args.force, jobs=args.jobs, executor=executor,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from scipy.signal import find_peaks, peak_widths
+from .peaks import find_peaks, peak_widths
 
 from ._shared import block_mean, difference_noise_sigma, robust_sigma
 from .background import rolling_ball_background

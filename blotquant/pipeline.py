@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
-from scipy.signal import find_peaks, peak_widths
+from .peaks import find_peaks, peak_widths
 
 from . import __version__
 from ._shared import difference_noise_sigma
@@ -32,7 +32,6 @@ from .bands import (
 )
 from .errors import ParameterError
 from .io import BlotImage, image_from_array, read_image, to_signal
-from .ladder import Ladder, calibrate_blot, ladder_mark_records
 from .profile_fit import MIN_SINGLE_MISFIT, fit_is_trusted, fit_lane_bands, split_shoulders
 from .lanes import detect_lanes, lane_columns, lane_row_runs, lanes_from_geometry
 from .review import Review, find_review, load_review
@@ -240,6 +239,8 @@ def quantify(
     bands, lane_out = _apply_exclusions(bands, lane_table, review_obj)
     calibration, size_warnings = None, []
     if ladder_lane is not None or ladder_marks is not None:
+        from .ladder import calibrate_blot  # scipy.interpolate only when sizes are asked for
+
         channel_profiles = {}
         for index in channels:
             for (name, strip, lane), profile in profiles.items():
@@ -273,7 +274,7 @@ def quantify(
         "review": str(review_obj.path) if review_obj is not None and review_obj.path else None,
         "ladder": _ladder_record(ladder),
         "ladder_lane": None if ladder_lane is None else [int(n) for n in np.atleast_1d(ladder_lane)],
-        "ladder_marks": None if ladder_marks is None else ladder_mark_records(ladder_marks),
+        "ladder_marks": None if ladder_marks is None else _ladder_mark_records(ladder_marks),
         "ladder_fits": calibration.records if calibration is not None else [],
     }
     image_info = {
@@ -315,10 +316,18 @@ def _with_sizes(bands, calibration):
     return bands, warnings
 
 
+def _ladder_mark_records(marks):
+    from .ladder import ladder_mark_records
+
+    return ladder_mark_records(marks)
+
+
 def _ladder_record(ladder):
     """The ladder asked for, as a JSON value: its name, or its sizes."""
     if ladder is None or isinstance(ladder, str):
         return ladder
+    from .ladder import Ladder
+
     if isinstance(ladder, Ladder):
         return ladder.key if ladder.key != "custom" else list(ladder.kda)
     return [float(k) for k in ladder]
