@@ -298,8 +298,14 @@ def flag_band_quality(lane_signals, *, min_snr=10.0, max_overlap=0.3):
     who = np.where(lanes["lane_kind"] == "sample", "sample " + lanes["sample_id"].astype(str),
                    "the " + lanes["lane_kind"].astype(str) + " lane")
     is_loading = lanes["role"].isin(["loading_control", "total_protein"]).to_numpy()
-    consequence = np.where(is_loading, "every normalised value of this lane is affected",
-                           "its normalised value is affected")
+    is_calibrator = (lanes["lane_kind"] == "calibrator").to_numpy()
+    consequence = np.select(
+        [is_calibrator & is_loading, is_calibrator, is_loading],
+        ["every value scaled by this calibrator lane on blot " + lanes["blot"].astype(str) + " is affected",
+         "every " + lanes["target"].astype(str) + " value scaled by this calibrator lane on blot "
+         + lanes["blot"].astype(str) + " is affected",
+         "every normalised value of this lane is affected"],
+        "its normalised value is affected")
     prefix = pd.Series(who, index=lanes.index) + ", " + lanes["target"] + " (" + lanes["lane_text"] + "): "
     common = dict(target=lanes["target"], sample_id=lanes["sample_id"], blot=lanes["blot"],
                   lane=lanes["lane"])

@@ -92,7 +92,8 @@ def affected_values(flags, normalised_lanes, *, severities=EXCLUDING_SEVERITIES)
     A flag on a sample without a target (a collection before the dose) affects all its
     targets; a flag on a target affects that target, any phospho target whose total it
     is, and, for a loading control or total-protein stain, every target normalised by it
-    on that blot.
+    on that blot. A flag on a calibrator lane that scales its blot affects every
+    calibrated value on that blot that it enters.
 
     Parameters
     ----------
@@ -120,7 +121,44 @@ def affected_values(flags, normalised_lanes, *, severities=EXCLUDING_SEVERITIES)
     related = ((pairs["flag_target"] == "") | (pairs["flag_target"] == pairs["target"])
                | (pairs["flag_target"] == pairs["total_target"])
                | ((pairs["flag_target"] == pairs["loading_target"]) & np.asarray(on_blot, dtype=bool)))
-    return pairs.loc[related, columns].drop_duplicates().reset_index(drop=True)
+    from_samples = pairs.loc[related, columns]
+    return pd.concat([from_samples, _calibrator_affected_values(bad, normalised_lanes)],
+                     ignore_index=True).drop_duplicates().reset_index(drop=True)
+
+
+def _calibrator_affected_values(bad, normalised_lanes):
+    """Sample values made wrong by a flag on a calibrator lane that scales its blot.
+
+    Every calibrated value of a target on a blot is divided by the blot's
+    reference calibrator lanes, so a saturated calibrator band (of the target,
+    its total or the loading control) is wrong in all of them. Calibrator
+    lanes of a dilution series other than the reference load scale nothing.
+    """
+    columns = ["sample_id", "target", "reason"]
+    calibrators = normalised_lanes[normalised_lanes["lane_kind"] == "calibrator"]
+    if calibrators.empty:
+        return pd.DataFrame(columns=columns)
+    from .normalise import _calibrator_reference_load
+
+    reference = calibrators["blot"].map(_calibrator_reference_load(normalised_lanes))
+    scaling = (calibrators["load_ug"].isna() & reference.isna()) | (calibrators["load_ug"] == reference)
+    scaling_lanes = calibrators.loc[scaling, ["sample_id", "blot", "lane"]]
+    # Flags carry lanes as text ("" for flags on no lane).
+    scaling_lanes = scaling_lanes.assign(blot=scaling_lanes["blot"].astype(str),
+                                         lane=scaling_lanes["lane"].astype(int).astype(str)).drop_duplicates()
+    flagged = bad.assign(blot=bad["blot"].astype(str), lane=bad["lane"].astype(str)).merge(
+        scaling_lanes, on=["sample_id", "blot", "lane"])
+    if flagged.empty:
+        return pd.DataFrame(columns=columns)
+    flagged = flagged.assign(reason=flagged["code"] + " (calibrator lane, " + flagged["target"] + ")")
+    samples = normalised_lanes.loc[(normalised_lanes["lane_kind"] == "sample")
+                                   & normalised_lanes["calibrator_value"].notna(),
+                                   ["sample_id", "blot", "target", "loading_target", "total_target"]]
+    samples = samples.astype({"blot": str}).fillna({"total_target": "", "loading_target": ""})
+    pairs = flagged[["blot", "target", "reason"]].rename(columns={"target": "flag_target"}).merge(samples, on="blot")
+    related = ((pairs["flag_target"] == pairs["target"]) | (pairs["flag_target"] == pairs["total_target"])
+               | (pairs["flag_target"] == pairs["loading_target"]))
+    return pairs.loc[related, columns]
 
 
 def apply_analysis_policy(normalized, timepoints, affected, *, exclude_flagged=True):

@@ -207,3 +207,25 @@ def test_assign_timepoints_picks_the_nearest_within_tolerance():
     assert assigned.loc[4, "timing_exclusion"] == "real post-dose time unknown"
     assert "collected at 120 min" in assigned.loc[2, "timing_exclusion"]
     assert assign_timepoints(samples, mode="nominal")["timepoint_min"].tolist() == [30, 30, 60, 240, 30]
+
+
+def test_a_saturated_calibrator_band_leaves_every_value_it_scales(tmp_path):
+    # Calibrator lane 1 of B1 scales both blots' values of B1 only; B2 has its own.
+    result = run(tmp_path / "target", blots=("B1", "B2"),
+                 lanes={("p-mTOR", "B1", 1): {"saturated": True, "saturated_pixels": 80}})
+    normalized = result.normalized
+    on_b1 = normalized["blot"].astype(str) == "B1"
+    assert not normalized.loc[on_b1 & (normalized["target"] == "p-mTOR"), "included"].any()
+    assert set(normalized.loc[on_b1 & (normalized["target"] == "p-mTOR"), "exclusion_reason"]) == {
+        "SATURATED_BAND (calibrator lane, p-mTOR)"}
+    # mTOR values on B1 and every value on B2 are not scaled by that band.
+    assert normalized.loc[~on_b1 | (normalized["target"] == "mTOR"), "included"].all()
+    message = result.flags.set_index("code").loc["SATURATED_BAND", "message"]
+    assert "every p-mTOR value scaled by this calibrator lane on blot B1 is affected" in message
+
+    loading = run(tmp_path / "loading", blots=("B1", "B2"),
+                  lanes={("GAPDH", "B2", 1): {"saturated": True, "saturated_pixels": 80}})
+    normalized = loading.normalized
+    on_b2 = normalized["blot"].astype(str) == "B2"
+    assert not normalized.loc[on_b2, "included"].any() and normalized.loc[~on_b2, "included"].all()
+    assert set(normalized.loc[on_b2, "exclusion_reason"]) == {"SATURATED_BAND (calibrator lane, GAPDH)"}
