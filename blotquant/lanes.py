@@ -19,7 +19,9 @@ on its longer side), so its cost barely depends on the image size:
    signal sharpest;
 3. the lane pitch from the projection's autocorrelation, then a regular
    grid fitted to it (wells are cut by a comb, so lanes are evenly spaced;
-   this also places empty lanes and ignores marks between lanes);
+   this also places empty lanes and ignores marks between lanes); where
+   bands touch across lanes, the evenly pitched comb whose boundaries sit
+   on the dips of the band rows (each band row judged on its own as well);
 4. each lane's centre and edges from its own plateau in the projection.
 """
 
@@ -788,46 +790,117 @@ def _signal_runs(profile, level):
     return [(run.start, run.stop) for (run,) in ndi.find_objects(labels)] if count else []
 
 
-def _comb_score(profile, start, stop, count, plateau, penalty):
+def band_row_evidence(block, slope, noise, *, min_level=0.1, max_rows=3):
+    """Column profiles of each band row of a strip on its own, for judging lane combs.
+
+    Rows are grouped into band rows by the peaks of the row signal (each
+    peak's rows at half its height or more, up to the valleys next to it), so
+    a weaker band row below the strongest keeps its own dips: bands that
+    touch in one row are often parted in another.
+
+    Parameters
+    ----------
+    block : (M, N) array
+        Band residual of one strip.
+    slope : float
+        Lane slope (dx/dy) of the strip.
+    noise : float
+        Pixel noise sigma of the residual.
+    min_level : float
+        Weakest band row taken, as a share of the strongest row's signal.
+    max_rows : int
+        Most band rows a strip may have for them to count.
+
+    Returns
+    -------
+    list of (profile, noise)
+        Each band row's column profile ((N,) array) and its noise sigma;
+        empty when the strip has a single band row or more than ``max_rows``.
+    """
+    n_rows, n_cols = block.shape
+    row_signal = ndi.uniform_filter1d(block.sum(axis=1), size=3, mode="nearest")
+    top = row_signal.max()
+    if top <= 0 or n_rows < 5:
+        return []
+    peaks, _ = find_peaks(row_signal, height=min_level * top, prominence=min_level * top)
+    if not 2 <= peaks.size <= max_rows:
+        # One band row has no second opinion; many rows (a whole lysate, or
+        # membranes stacked without a gap) need not share their lanes.
+        return []
+    # Each band row ends at the valley between it and its neighbour.
+    valleys = [a + int(np.argmin(row_signal[a : b + 1])) for a, b in zip(peaks[:-1], peaks[1:])]
+    lows, highs = np.r_[0, valleys], np.r_[valleys, n_rows - 1]
+    smooth = ndi.uniform_filter1d(block, size=3, axis=0, mode="nearest")
+    shifts = np.rint(slope * (np.arange(n_rows) - (n_rows - 1) / 2.0)).astype(np.intp)
+    evidence = []
+    for peak, low, high in zip(peaks, lows, highs):
+        rows = np.arange(low, high + 1)
+        rows = rows[row_signal[rows] >= 0.5 * row_signal[peak]]
+        columns = np.clip(np.arange(n_cols)[None, :] + shifts[rows, None], 0, n_cols - 1)
+        evidence.append((smooth[rows[:, None], columns].mean(axis=0), noise / np.sqrt(max(rows.size, 1))))
+    return evidence
+
+
+def _comb_score(rows, start, stop, count):
     """Score and boundaries of ``count`` evenly pitched lanes filling columns ``start:stop``.
 
-    Each inner boundary is moved to the lowest column within a quarter pitch
-    of its grid position. A boundary earns the depth of its dip below the
-    lower of its two lanes' levels (relative to the strip's plateau) minus
-    ``penalty``: a real gap between lanes is deep, a boundary put inside a
-    lane (a harmonic of the true pitch) earns nothing and costs the penalty.
+    ``rows`` holds ``(profile, plateau, penalty)`` per band-row profile, the
+    strip's profile first. In each profile every inner boundary is moved to
+    the lowest column within a quarter pitch of its grid position and earns
+    the depth of its dip below the lower of its two lanes' levels (relative
+    to the profile's plateau) minus its ``penalty``: a real gap between lanes
+    is deep, a boundary put inside a lane (a harmonic of the true pitch)
+    earns nothing and costs the penalty. Each profile scores the comb on its
+    own; a band row adds its score when positive (touching bands of one row
+    are often parted in another). The boundaries are the strip profile's
+    dips, or a band row's deepest dip where the strip profile has none.
+    All boundaries and profiles are scored at once (no loop per boundary).
     """
     pitch = (stop - start) / count
     edges = start + pitch * np.arange(count + 1)
     if count == 1:
         return 0.0, edges
+    profiles = np.array([row[0] for row in rows])
+    plateaus = np.array([row[1] for row in rows])[:, None]
+    penalties = np.array([row[2] for row in rows])[:, None]
+    n_cols = profiles.shape[1]
     quarter = max(1, int(pitch / 4))
-    boundaries = edges.copy()
-    for index in range(1, count):
-        lo = max(start, int(round(edges[index])) - quarter)
-        hi = min(stop - 1, int(round(edges[index])) + quarter)
-        boundaries[index] = lo + int(np.argmin(profile[lo : hi + 1]))
-    levels = np.empty(count)
-    for lane in range(count):
-        lo = int(round(edges[lane] + pitch / 4))
-        hi = max(lo + 1, int(round(edges[lane + 1] - pitch / 4)))
-        levels[lane] = profile[lo:hi].max()
-    dips = profile[boundaries[1:-1].astype(np.intp)]
-    lower = np.minimum(levels[:-1], levels[1:])
+    # Every boundary's window (a quarter pitch each side, inside the span) at once.
+    window = np.rint(edges[1:-1])[:, None].astype(np.intp) + np.arange(-quarter, quarter + 1)[None, :]
+    inside = (window >= start) & (window <= stop - 1)
+    values = np.where(inside[None], profiles[:, np.clip(window, 0, n_cols - 1)], np.inf)
+    dips = np.min(values, axis=2)
+    # Each lane's level: the maximum over its middle half.
+    lo = np.rint(edges[:-1] + pitch / 4).astype(np.intp)
+    hi = np.maximum(lo + 1, np.rint(edges[1:] - pitch / 4).astype(np.intp))
+    padded = np.concatenate([profiles, np.full((profiles.shape[0], 1), -np.inf)], axis=1)
+    levels = np.maximum.reduceat(padded, np.ravel(np.column_stack([lo, hi])), axis=1)[:, ::2]
+    lower = np.minimum(levels[:, :-1], levels[:, 1:])
     # Depth relative to the lower neighbour: a dark gap beside a weak lane counts as fully as one beside a strong lane.
-    depth = np.clip((lower - dips) / np.maximum(lower, 1e-12), -1, 1)
+    depth = np.clip((lower - dips) / np.maximum(lower, 1e-12), -1, 1) - penalties
     # A boundary beside an empty lane says nothing about the pitch.
-    informative = lower >= 0.05 * plateau
-    if informative.any():
-        depth = depth[informative]
+    informative = lower >= 0.05 * plateaus
+    informative[~informative.any(axis=1)] = True
+    depth = np.where(informative, depth, np.nan)
+    boundaries = edges.copy()
+    dip_columns = np.take_along_axis(window[None], np.argmin(values, axis=2)[..., None], axis=2)[..., 0]
+    # A boundary sits on the strip profile's dip; where that profile has
+    # none (bands touching), on the deepest dip of a band row.
+    deepest = np.argmax(np.nan_to_num(depth, nan=-np.inf), axis=0)
+    no_dip = ~(np.nan_to_num(depth[0], nan=-np.inf) > 0)
+    source = np.where(no_dip & (depth.max(axis=0, initial=-np.inf, where=np.isfinite(depth)) > 0), deepest, 0)
+    boundaries[1:-1] = dip_columns[source, np.arange(count - 1)]
     # Every boundary of the true comb sits on a dip; a harmonic's extra
     # boundaries sit inside lanes. The lower quartile of the depths, not their
     # mean, tells the two apart even where dips between touching bands are
     # hardly deeper than the texture inside a lane.
-    return float((count - 1) * (np.percentile(depth, 25) - penalty)), boundaries
+    scores = np.nanpercentile(depth, 25, axis=1)
+    # A band row's own comb adds its evidence; one without dips at this comb
+    # (a row of blotches) takes nothing from the strip's profile.
+    return float((count - 1) * (scores[0] + np.clip(scores[1:], 0, None).sum())), boundaries
 
 
-def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
+def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0, evidence=()):
     """Lane boundaries of one strip from the dips of its band-row profile.
 
     The span of the strip's signal is divided into every plausible number of
@@ -847,6 +920,10 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
         Noise sigma of ``profile``.
     min_pitch : float
         Narrowest lane considered, in columns.
+    evidence : sequence of (profile, noise)
+        Profiles of the strip's band rows on their own
+        (:func:`band_row_evidence`); a boundary counts the deepest dip any
+        of them (or ``profile``) has there.
 
     Returns
     -------
@@ -875,7 +952,8 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
     start, stop = _reach_out(profile, start, stop, _EDGE_LEVEL * peak)
     plateau = float(np.percentile(profile[start:stop], 75))
     penalty = max(0.02, 4 * noise / max(plateau, 1e-12))
-    counts, results, scores, best = _best_comb(profile, start, stop, plateau, penalty, min_pitch)
+    rows = [(profile, plateau, penalty)] + _evidence_rows(evidence, start, stop)
+    counts, results, scores, best = _best_comb(rows, start, stop, min_pitch)
     # A lane parted from its neighbours by a gap forms a run of its own, narrow
     # beside a run of touching lanes: lane-wide runs near the span belong to it.
     pitch = (stop - start) / counts[best]
@@ -889,7 +967,7 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
             widened_stop = run[1]
     if (widened_start, widened_stop) != (start, stop):
         start, stop = _reach_out(profile, widened_start, widened_stop, _EDGE_LEVEL * peak)
-        counts, results, scores, best = _best_comb(profile, start, stop, plateau, penalty, min_pitch)
+        counts, results, scores, best = _best_comb(rows, start, stop, min_pitch)
     # Lanes far weaker than the strongest (a tenfold dilution) fall below the
     # span's level: a lane-like run at the comb's pitch just beyond it belongs to it.
     pitch = (stop - start) / counts[best]
@@ -902,7 +980,7 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
             extended_start = int(max(0, round(extended_start - pitch)))
     if (extended_start, extended_stop) != (start, stop):
         start, stop = extended_start, extended_stop
-        counts, results, scores, best = _best_comb(profile, start, stop, plateau, penalty, min_pitch)
+        counts, results, scores, best = _best_comb(rows, start, stop, min_pitch)
     empty = np.zeros(counts[best], bool)
     score, boundaries = results[best]
     whole_cells = False
@@ -915,7 +993,7 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
         elif counts[best] >= 2.5 * n_lanes:
             # Far more "lanes" than asked for: the dips are a harmonic (bands
             # curling up at their lane edges); the count asked for fills the span.
-            score, boundaries = _comb_score(profile, start, stop, int(n_lanes), plateau, penalty)
+            score, boundaries = _comb_score(rows, start, stop, int(n_lanes))
             empty = np.zeros(int(n_lanes), bool)
             whole_cells = True
         elif counts[best] > n_lanes:
@@ -931,7 +1009,7 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0):
             extended = _add_empty_lanes(boundaries, int(n_lanes), n_cols)
             if extended is None:
                 # No room at the found pitch: the span holds the count asked for.
-                _, boundaries = _comb_score(profile, start, stop, int(n_lanes), plateau, penalty)
+                _, boundaries = _comb_score(rows, start, stop, int(n_lanes))
                 empty = np.zeros(int(n_lanes), bool)
             else:
                 boundaries, empty = extended
@@ -960,11 +1038,26 @@ def _reach_out(profile, start, stop, level):
     return start, stop
 
 
-def _best_comb(profile, start, stop, plateau, penalty, min_pitch):
+def _evidence_rows(evidence, start, stop):
+    """``(profile, plateau, penalty)`` of each band-row profile that stands above its noise."""
+    rows = []
+    for profile, noise in evidence:
+        profile = ndi.gaussian_filter1d(np.asarray(profile, float), 1.0)
+        profile = profile - np.percentile(profile, 5)
+        if profile[start:stop].max() <= 8 * noise:
+            continue
+        plateau = float(np.percentile(profile[start:stop], 75))
+        if plateau <= 0:
+            continue
+        rows.append((profile, plateau, max(0.02, 4 * noise / plateau)))
+    return rows
+
+
+def _best_comb(rows, start, stop, min_pitch):
     """Every plausible lane count over the span, its comb and score, and the best one."""
     max_count = max(1, int((stop - start) / min_pitch))
     counts = list(range(1, min(max_count, 60) + 1))
-    results = [_comb_score(profile, start, stop, count, plateau, penalty) for count in counts]
+    results = [_comb_score(rows, start, stop, count) for count in counts]
     scores = np.array([score for score, _ in results])
     return counts, results, scores, int(np.argmax(scores))
 
@@ -1087,7 +1180,8 @@ def _block_lanes(block, n_lanes, max_tilt_deg, noise):
     slope = estimate_tilt(block, max_tilt_deg=max_tilt_deg)
     profile, _ = band_row_profile(block, slope)
     boundaries, comb_empty, score, whole_cells = comb_lanes(
-        profile, n_lanes=n_lanes, noise=noise * np.sqrt(3.0 / block.shape[0]))
+        profile, n_lanes=n_lanes, noise=noise * np.sqrt(3.0 / block.shape[0]),
+        evidence=band_row_evidence(block, slope, noise))
     if boundaries is not None and (score > 0 or n_lanes is not None):
         smooth = ndi.gaussian_filter1d(profile, 1.0)
         smooth = smooth - np.percentile(smooth, 5)

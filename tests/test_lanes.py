@@ -125,3 +125,15 @@ def test_lane_row_runs_cut_a_leaning_lane_into_rectangles():
         assert (rows[start:stop] == np.arange(row, row + stop - start)).all()
         assert (first[start:stop] == column).all()
     assert lane_row_runs(rows[:0], first[:0]) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_touching_bands_counted_from_a_separated_second_row(seed):
+    """Bands touching across lanes in the main row, a weaker row below with its lanes parted by gaps."""
+    common = dict(shape=(500, 900), n_lanes=9, lane_position_jitter=0.0, lane_width_jitter=0.0,
+                  background="flat", dust=0, seed=seed)
+    main = make_blot(band_rows=((0.4, 1.0),), lane_width_frac=1.0, **common)
+    second = make_blot(band_rows=((0.48, 1.0),), lane_width_frac=0.6, **common)
+    image = main.image.astype(float) + 0.4 * (second.image.astype(float) - np.median(second.image))
+    found = detect_lanes(to_signal(image, polarity="light_on_dark", full_scale=None)[0])
+    _assert_lanes_match(found, main.truth_lanes)
