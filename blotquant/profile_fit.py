@@ -38,6 +38,12 @@ _DETECTION_SMOOTHING = 1.5
 MAX_FIT_RESIDUAL = 0.2
 #: A fit further than this share from the box sum is not used.
 MAX_FIT_DISAGREEMENT = 0.5
+#: A fit that misses its profile by less than this share of the band's peak (RMS) is used
+#: whatever the box sum says: a step or a blotch taken for a tail leaves more misfit than this.
+MAX_CLEAN_RESIDUAL = 0.03
+#: A fit whose baseline sinks further than this share of the band's fitted peak below the
+#: lowest row of its region (less the row-sum noise) is not used.
+MAX_FLOOR_GAP = 0.2
 #: A box whose limit stands this high on its band (share of the peak) is no reference for a fit.
 MAX_REFERENCE_EDGE = 0.2
 #: Most of a band's volume that its light beyond its limits may add.
@@ -78,6 +84,12 @@ class BandFit:
         Standard uncertainty of the volume: the fitted area's (from the
         linear part's covariance, shapes held) and the row-sum noise over
         the limits, in quadrature.
+    floor_gap : float
+        How far the fitted baseline sinks below the lowest row sum of the
+        fitted region (less four row-sum noise sigmas), as a share of the
+        band's fitted peak height. Light only adds to the background, so
+        the baseline cannot lie far below every row: a fit with a large gap
+        has wide peaks standing in for the background.
     """
 
     volume: float
@@ -88,6 +100,7 @@ class BandFit:
     own_share: float
     fit_residual: float
     volume_sd: float
+    floor_gap: float = 0.0
 
 
 def emg(x, area, centre, sigma, tau):
@@ -268,10 +281,17 @@ def fit_is_trusted(fit, box_volume, box_edge_share=0.0):
 
     A fit is set aside when it does not explain its profile (RMS misfit
     above :data:`MAX_FIT_RESIDUAL` of the band's fitted peak: a membrane
-    edge or a blotch the model has no term for) or when it disagrees with
-    the box sum by finding more than :data:`MAX_FIT_DISAGREEMENT` of it more
-    although no neighbour shares its box and the box holds the band down to
-    a fifth of its height (a step taken for a tail).
+    edge or a blotch the model has no term for), when its baseline sinks
+    below every row of its region (``floor_gap`` above
+    :data:`MAX_FLOOR_GAP`: wide peaks took the background's place), or
+    when it disagrees with the box sum by finding more than
+    :data:`MAX_FIT_DISAGREEMENT` of it more although no neighbour shares
+    its box, the box holds the band down to a fifth of its height and the
+    fit misses its profile by more than :data:`MAX_CLEAN_RESIDUAL` (a step
+    taken for a tail). A fit that explains its profile that closely is
+    kept against the box sum: the box of a wide band ends on its flanks,
+    where the box's background still holds band light, and it is the box
+    sum that falls short.
 
     Parameters
     ----------
@@ -285,11 +305,16 @@ def fit_is_trusted(fit, box_volume, box_edge_share=0.0):
 
     Examples
     --------
-    >>> good = BandFit(100.0, 0.0, 5.0, 2.0, 1.0, 1.0, 0.03, 3.0)
+    >>> good = BandFit(100.0, 0.0, 5.0, 2.0, 1.0, 1.0, 0.06, 3.0)
     >>> fit_is_trusted(good, 95.0), fit_is_trusted(good, 40.0), fit_is_trusted(good, 400.0)
     (True, False, True)
+    >>> clean = BandFit(100.0, 0.0, 5.0, 2.0, 1.0, 1.0, 0.01, 3.0)
+    >>> fit_is_trusted(clean, 40.0), fit_is_trusted(BandFit(100.0, 0.0, 5.0, 2.0, 1.0, 1.0, 0.01, 3.0, 0.5), 95.0)
+    (True, False)
     """
     if not np.isfinite(fit.volume) or not np.isfinite(fit.fit_residual) or fit.fit_residual > MAX_FIT_RESIDUAL:
+        return False
+    if fit.floor_gap > MAX_FLOOR_GAP:
         return False
     if fit.own_share < 0.9 or box_edge_share >= MAX_REFERENCE_EDGE:
         # A neighbour shares the box, or the box cuts the band: the box sum
@@ -297,7 +322,8 @@ def fit_is_trusted(fit, box_volume, box_edge_share=0.0):
         return True
     # Less than the box is what a fit finds where a neighbour's light spills
     # into the box; far more means it took a step or a blotch for the band's tail.
-    return fit.volume <= box_volume + MAX_FIT_DISAGREEMENT * max(abs(box_volume), 1e-12)
+    return fit.fit_residual <= MAX_CLEAN_RESIDUAL or (
+        fit.volume <= box_volume + MAX_FIT_DISAGREEMENT * max(abs(box_volume), 1e-12))
 
 
 def fit_lane_bands(signal, detection, bands, *, noise, width, shapes=None):
@@ -384,6 +410,8 @@ def fit_lane_bands(signal, detection, bands, *, noise, width, shapes=None):
                 own_share=float(own.sum() / peak_light) if peak_light > 0 else 1.0,
                 fit_residual=float(rms / max(float(models[k].max()), row_noise)),
                 volume_sd=float(np.sqrt(peaks[k]["area_variance"] + (bottom - top + 1) * row_noise**2)),
+                floor_gap=float(max(0.0, values.min() - baseline.min() - 4.0 * row_noise)
+                                / max(float(models[k].max()), row_noise)),
             )
     return results
 

@@ -67,16 +67,34 @@ def test_blotquant_floor_on_spike_ins(cases):
 def test_default_profile_fit_floor_on_spike_ins(cases):
     """The default (profile fit) on the same cases: at least as good as the valley box, and its floor.
 
-    Measured when the floor was set (seed 0, 4 strips, 36 bands): found 97 %,
-    median 6.3 %, p90 23.7 %, strong bands median 2.6 % (valley: 9.0 %,
-    27.0 %, 3.6 %).
+    Measured when the floor was last raised (issue 8; seed 0, 4 strips, 36
+    bands): found 97 %, median 6.1 %, p90 23.1 %, strong bands median 1.8 %
+    (valley: 9.0 %, 27.0 %, 3.6 %).
     """
     fitted = spike_in.score_cases(cases, method="auto", band_rows=True)
     boxed = spike_in.score_cases(cases, method="valley", band_rows=True)
     summary = spike_in.summarise(fitted).iloc[0]
     assert summary["found_share"] >= 0.94
-    assert summary["median_error"] <= 0.08
-    assert summary["p90_error"] <= 0.27
+    assert summary["median_error"] <= 0.07
+    assert summary["p90_error"] <= 0.25
     assert summary["median_error"] < spike_in.summarise(boxed).iloc[0]["median_error"]
     strong = fitted[fitted["found"] & (fitted["peak_snr"] >= 10)]
-    assert strong["error"].median() <= 0.035
+    assert strong["error"].median() <= 0.025
+
+
+def test_free_detection_floor_on_spike_ins(cases):
+    """Free band detection (lanes given, no band rows) on the same cases: its floor.
+
+    Measured when the floor was set (issue 8; seed 0, 4 strips, 36 bands):
+    found 97 %, median 7.7 %, p90 22.2 %, 6 spurious bands (most of them a
+    faint row the real membrane has across several lanes inside the "empty"
+    window, found again in every seed), strong bands median 2.4 %.
+    """
+    per_band = spike_in.score_cases(cases, method="auto")
+    summary = spike_in.summarise(per_band).iloc[0]
+    assert summary["found_share"] >= 0.94
+    assert summary["median_error"] <= 0.085
+    assert summary["p90_error"] <= 0.24
+    assert summary["spurious"] <= 6
+    strong = per_band[per_band["found"] & (per_band["peak_snr"] >= 10)]
+    assert strong["error"].median() <= 0.03
