@@ -734,6 +734,8 @@ def _finish_table(rows):
 _PROFILE_MODE = "mean"
 _WEAK = 0.06
 _RUN_LEVEL, _EDGE_LEVEL = 0.15, 0.08
+_LANE_MATCH = 0.7  # least row-profile correlation of a lane with its neighbour (see _alike_lanes)
+_LANES_SHARE_ROWS = 0.85  # median correlation of neighbouring lanes for that test to apply
 
 
 def band_row_profile(block, slope):
@@ -900,7 +902,7 @@ def _comb_score(rows, start, stop, count):
     return float((count - 1) * (scores[0] + np.clip(scores[1:], 0, None).sum())), boundaries
 
 
-def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0, evidence=()):
+def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0, evidence=(), lane_rows=None):
     """Lane boundaries of one strip from the dips of its band-row profile.
 
     The span of the strip's signal is divided into every plausible number of
@@ -924,6 +926,12 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0, evidence=()):
         Profiles of the strip's band rows on their own
         (:func:`band_row_evidence`); a boundary counts the deepest dip any
         of them (or ``profile``) has there.
+    lane_rows : (M, N) array, optional
+        The strip's residual straightened so that lanes run down the columns
+        (:func:`straightened_rows`). When given, the comb keeps only the lanes
+        around its strongest one whose bands sit in the same rows as their
+        neighbours' (:func:`_alike_lanes`): labels, handwriting and membrane
+        edges beside the lanes have signal in other rows or in every row.
 
     Returns
     -------
@@ -953,7 +961,23 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0, evidence=()):
     plateau = float(np.percentile(profile[start:stop], 75))
     penalty = max(0.02, 4 * noise / max(plateau, 1e-12))
     rows = [(profile, plateau, penalty)] + _evidence_rows(evidence, start, stop)
-    counts, results, scores, best = _best_comb(rows, start, stop, min_pitch)
+    weak_level = max(_WEAK * peak, 8 * noise)
+
+    def fit(start, stop):
+        # The best comb over the span, cut back to the lanes that look like lanes.
+        found = _best_comb(rows, start, stop, min_pitch)
+        if lane_rows is None:
+            return start, stop, found
+        boundaries = found[1][found[3]][1]
+        first, last = _alike_lanes(lane_rows, profile, boundaries, weak_level)
+        if (first, last) == (0, boundaries.size - 2):
+            return start, stop, found
+        start, stop = int(np.floor(boundaries[first])), int(np.ceil(boundaries[last + 1]))
+        counts, results, scores, _ = _best_comb(rows, start, stop, min_pitch)
+        # The lanes kept, at the pitch found: a refit could take a harmonic.
+        return start, stop, (counts, results, scores, min(last - first, len(counts) - 1))
+
+    start, stop, (counts, results, scores, best) = fit(start, stop)
     # A lane parted from its neighbours by a gap forms a run of its own, narrow
     # beside a run of touching lanes: lane-wide runs near the span belong to it.
     pitch = (stop - start) / counts[best]
@@ -967,11 +991,10 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0, evidence=()):
             widened_stop = run[1]
     if (widened_start, widened_stop) != (start, stop):
         start, stop = _reach_out(profile, widened_start, widened_stop, _EDGE_LEVEL * peak)
-        counts, results, scores, best = _best_comb(rows, start, stop, min_pitch)
+        start, stop, (counts, results, scores, best) = fit(start, stop)
     # Lanes far weaker than the strongest (a tenfold dilution) fall below the
     # span's level: a lane-like run at the comb's pitch just beyond it belongs to it.
     pitch = (stop - start) / counts[best]
-    weak_level = max(_WEAK * peak, 8 * noise)
     extended_start, extended_stop = start, stop
     for _ in range(3):  # at most three weak lanes on each side
         if extended_stop + 0.75 * pitch <= n_cols and _weak_lane_at(profile, extended_stop, pitch, weak_level):
@@ -979,8 +1002,7 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0, evidence=()):
         if extended_start - 0.75 * pitch >= 0 and _weak_lane_at(profile, extended_start - pitch, pitch, weak_level):
             extended_start = int(max(0, round(extended_start - pitch)))
     if (extended_start, extended_stop) != (start, stop):
-        start, stop = extended_start, extended_stop
-        counts, results, scores, best = _best_comb(rows, start, stop, min_pitch)
+        start, stop, (counts, results, scores, best) = fit(extended_start, extended_stop)
     empty = np.zeros(counts[best], bool)
     score, boundaries = results[best]
     whole_cells = False
@@ -1036,6 +1058,87 @@ def _reach_out(profile, start, stop, level):
     start = int(left_low[-1] + 1) if left_low.size else 0
     stop = int(stop + right_low[0]) if right_low.size else profile.size
     return start, stop
+
+
+def straightened_rows(block, slope):
+    """A strip's residual with each row shifted by the lanes' slope, so that lanes run down the columns.
+
+    Rows are averaged in threes (as :func:`band_row_profile` takes them) to calm the noise.
+    """
+    n_rows, n_cols = block.shape
+    smooth = ndi.uniform_filter1d(block, size=3, axis=0, mode="nearest")
+    if not slope:
+        return smooth
+    shifts = np.rint(slope * (np.arange(n_rows) - (n_rows - 1) / 2.0)).astype(np.intp)
+    columns = np.clip(np.arange(n_cols)[None, :] + shifts[:, None], 0, n_cols - 1)
+    return smooth[np.arange(n_rows)[:, None], columns]
+
+
+def _lane_row_profiles(lane_rows, boundaries):
+    """Each lane's row profile: the mean of ``lane_rows`` over the middle half of its columns, (K, M)."""
+    n_cols = lane_rows.shape[1]
+    cumulative = np.concatenate([np.zeros((lane_rows.shape[0], 1)), np.cumsum(lane_rows, axis=1)], axis=1)
+    width = np.diff(boundaries)
+    lo = np.clip(np.rint(boundaries[:-1] + width / 4).astype(np.intp), 0, n_cols - 1)
+    hi = np.clip(np.maximum(lo + 1, np.rint(boundaries[1:] - width / 4).astype(np.intp)), 1, n_cols)
+    return ((cumulative[:, hi] - cumulative[:, lo]) / (hi - lo)).T
+
+
+def _row_match(a, b, max_shift):
+    """Correlation of two row profiles at the best vertical shift of up to ``max_shift`` rows.
+
+    Neighbouring lanes' bands sit a few rows apart where the band row
+    smiles or the blot is turned; a label or a membrane edge matches a lane
+    at no shift.
+    """
+    shift = int(min(max_shift, a.size // 4))
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(b, shift, mode="edge"), a.size)
+    a = a - a.mean()
+    windows = windows - windows.mean(axis=1, keepdims=True)
+    norm = np.sqrt((windows ** 2).sum(axis=1) * (a ** 2).sum())
+    correlation = np.where(norm > 0, windows @ a / np.where(norm > 0, norm, 1.0), -1.0)
+    return float(correlation.max())
+
+
+def _alike_lanes(lane_rows, profile, boundaries, level, *, min_match=_LANE_MATCH):
+    """First and last lane of a comb that belong to the strip's lanes.
+
+    From the strongest lane outwards, each lane with signal (its level in
+    ``profile`` at least ``level``) must have its bands in the rows of the
+    nearest lane already taken (:func:`_row_match` at least ``min_match``):
+    a weak lane holds the same band rows as its neighbours, while labels,
+    handwriting, pen marks and membrane edges beside the lanes do not. The
+    comb ends before the first lane that fails, and before the lanes without
+    signal next to it; lanes without signal are not judged otherwise.
+    """
+    count = boundaries.size - 1
+    if count < 2:
+        return 0, count - 1
+    rows = _lane_row_profiles(lane_rows, boundaries)
+    n_cols = profile.size
+    lo = np.clip(np.rint(boundaries[:-1] + np.diff(boundaries) / 4).astype(np.intp), 0, n_cols - 1)
+    hi = np.clip(np.maximum(lo + 1, np.rint(boundaries[1:] - np.diff(boundaries) / 4).astype(np.intp)), 1, n_cols)
+    levels = np.maximum.reduceat(np.append(profile, -np.inf), np.ravel(np.column_stack([lo, hi])))[::2]
+    max_shift = max(2, int(round(np.median(np.diff(boundaries)) / 8)))
+    judged = np.flatnonzero(levels >= level)
+    matches = np.array([_row_match(rows[a], rows[b], max_shift) for a, b in zip(judged[:-1], judged[1:])])
+    if matches.size < 2 or np.median(matches) < _LANES_SHARE_ROWS:
+        # The lanes do not share their band rows (labels inside the lanes,
+        # membranes stacked without a gap): the test cannot tell lanes apart.
+        return 0, count - 1
+    core = int(np.argmax(levels))
+    ends = []
+    for step in (-1, 1):
+        taken, lane, end = core, core + step, None
+        while 0 <= lane < count and end is None:
+            if levels[lane] >= level:
+                if _row_match(rows[lane], rows[taken], max_shift) < min_match:
+                    end = taken
+                else:
+                    taken = lane
+            lane += step
+        ends.append(end if end is not None else (0 if step < 0 else count - 1))
+    return ends[0], ends[1]
 
 
 def _evidence_rows(evidence, start, stop):
@@ -1181,7 +1284,7 @@ def _block_lanes(block, n_lanes, max_tilt_deg, noise):
     profile, _ = band_row_profile(block, slope)
     boundaries, comb_empty, score, whole_cells = comb_lanes(
         profile, n_lanes=n_lanes, noise=noise * np.sqrt(3.0 / block.shape[0]),
-        evidence=band_row_evidence(block, slope, noise))
+        evidence=band_row_evidence(block, slope, noise), lane_rows=straightened_rows(block, slope))
     if boundaries is not None and (score > 0 or n_lanes is not None):
         smooth = ndi.gaussian_filter1d(profile, 1.0)
         smooth = smooth - np.percentile(smooth, 5)
@@ -1275,12 +1378,15 @@ def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_t
     return pieces, found
 
 
-def _lanes_agree(a, b, *, tolerance=0.2):
+def _lanes_agree(a, b, *, tolerance=0.2, max_shift=0.15):
     """Whether two strips' lanes are the same lanes.
 
     Most lanes of the strip with fewer lanes (70 %) must have a lane of the
     other strip within ``tolerance`` pitches, at nearly the same pitch: an
-    extra faint lane at one edge does not make two membranes.
+    extra faint lane at one edge does not make two membranes. All of them
+    but one must lie within ``max_shift`` pitches: two membranes laid one
+    above the other, shifted or fanned out against each other by a fifth of
+    a lane at one end, would put one grid's boxes across the other's bands.
     """
     centres_a, centres_b = (a[0] + a[1]) / 2.0, (b[0] + b[1]) / 2.0
     if centres_a.size == 1 or centres_b.size == 1:
@@ -1295,4 +1401,5 @@ def _lanes_agree(a, b, *, tolerance=0.2):
     # then neither end agrees; one faint extra lane moves only one end.
     ends_agree = (abs(centres_a[0] - centres_b[0]) < tolerance * pitch_a) or (
         abs(centres_a[-1] - centres_b[-1]) < tolerance * pitch_a)
-    return bool(ends_agree and np.mean(distance < tolerance * pitch_a) >= 0.7)
+    shifted = np.count_nonzero(distance >= max_shift * pitch_a)
+    return bool(ends_agree and np.mean(distance < tolerance * pitch_a) >= 0.7 and shifted <= 1)
