@@ -1100,16 +1100,29 @@ def _row_match(a, b, max_shift):
     return float(correlation.max())
 
 
+def _compressed_rows(rows):
+    """Lane row profiles on a log scale relative to each lane's peak, (K, M).
+
+    Where a lane has its bands matters here, not how strong each one is:
+    the bands of neighbouring lanes may stand in any ratio to each other.
+    """
+    positive = np.clip(rows, 0, None)
+    return np.log1p(positive / np.maximum(0.05 * positive.max(axis=1), 1e-12)[:, None])
+
+
 def _alike_lanes(lane_rows, profile, boundaries, level, *, min_match=_LANE_MATCH):
     """First and last lane of a comb that belong to the strip's lanes.
 
     From the strongest lane outwards, each lane with signal (its level in
     ``profile`` at least ``level``) must have its bands in the rows of the
-    nearest lane already taken (:func:`_row_match` at least ``min_match``):
-    a weak lane holds the same band rows as its neighbours, while labels,
-    handwriting, pen marks and membrane edges beside the lanes do not. The
-    comb ends before the first lane that fails, and before the lanes without
-    signal next to it; lanes without signal are not judged otherwise.
+    nearest lane already taken: :func:`_row_match` at least ``min_match``
+    (a band row that slopes or smiles moves a few rows from lane to lane),
+    on the row profiles themselves or on a log scale (:func:`_compressed_rows`:
+    its bands may stand in another ratio than its neighbour's). Labels,
+    handwriting, pen marks and membrane edges beside the lanes match in
+    neither. The comb ends before the first lane that fails,
+    and before the lanes without signal next to it; lanes without signal
+    are not judged otherwise.
     """
     count = boundaries.size - 1
     if count < 2:
@@ -1126,13 +1139,15 @@ def _alike_lanes(lane_rows, profile, boundaries, level, *, min_match=_LANE_MATCH
         # The lanes do not share their band rows (labels inside the lanes,
         # membranes stacked without a gap): the test cannot tell lanes apart.
         return 0, count - 1
+    compressed = _compressed_rows(rows)
     core = int(np.argmax(levels))
     ends = []
     for step in (-1, 1):
         taken, lane, end = core, core + step, None
         while 0 <= lane < count and end is None:
             if levels[lane] >= level:
-                if _row_match(rows[lane], rows[taken], max_shift) < min_match:
+                if (_row_match(rows[lane], rows[taken], max_shift) < min_match
+                        and _row_match(compressed[lane], compressed[taken], max_shift) < min_match):
                     end = taken
                 else:
                     taken = lane
@@ -1378,15 +1393,17 @@ def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_t
     return pieces, found
 
 
-def _lanes_agree(a, b, *, tolerance=0.2, max_shift=0.15):
+def _lanes_agree(a, b, *, tolerance=0.2, max_drift=0.15):
     """Whether two strips' lanes are the same lanes.
 
     Most lanes of the strip with fewer lanes (70 %) must have a lane of the
     other strip within ``tolerance`` pitches, at nearly the same pitch: an
-    extra faint lane at one edge does not make two membranes. All of them
-    but one must lie within ``max_shift`` pitches: two membranes laid one
-    above the other, shifted or fanned out against each other by a fifth of
-    a lane at one end, would put one grid's boxes across the other's bands.
+    extra faint lane at one edge does not make two membranes. The offsets
+    of those matched lanes, fitted by a line across the strip, must stay
+    within ``max_drift`` pitches at both ends: two membranes laid one above
+    the other, shifted or fanned out against each other by a sixth of a lane
+    at one end, would put one grid's boxes across the other's bands, while
+    one lane traced badly at an edge does not move the line.
     """
     centres_a, centres_b = (a[0] + a[1]) / 2.0, (b[0] + b[1]) / 2.0
     if centres_a.size == 1 or centres_b.size == 1:
@@ -1396,10 +1413,17 @@ def _lanes_agree(a, b, *, tolerance=0.2, max_shift=0.15):
     if abs(pitch_a / pitch_b - 1) > 0.1:
         return False
     fewer, more = (centres_a, centres_b) if centres_a.size <= centres_b.size else (centres_b, centres_a)
-    distance = np.abs(fewer[:, None] - more[None, :]).min(axis=1)
+    nearest = more[np.abs(fewer[:, None] - more[None, :]).argmin(axis=1)]
+    offset = nearest - fewer
+    matched = np.abs(offset) < tolerance * pitch_a
     # Strips shifted sideways by a whole lane also match lane for lane, but
     # then neither end agrees; one faint extra lane moves only one end.
     ends_agree = (abs(centres_a[0] - centres_b[0]) < tolerance * pitch_a) or (
         abs(centres_a[-1] - centres_b[-1]) < tolerance * pitch_a)
-    shifted = np.count_nonzero(distance >= max_shift * pitch_a)
-    return bool(ends_agree and np.mean(distance < tolerance * pitch_a) >= 0.7 and shifted <= 1)
+    if not (ends_agree and np.mean(matched) >= 0.7):
+        return False
+    if matched.sum() < 3:
+        return True
+    slope, intercept = np.polyfit(fewer[matched], offset[matched], 1)
+    drift = np.abs(slope * fewer[[0, -1]] + intercept)
+    return bool(drift.max() < max_drift * pitch_a)

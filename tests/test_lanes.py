@@ -159,3 +159,30 @@ def test_membranes_stacked_without_a_gap_keep_their_own_lanes(seed):
     _assert_lanes_match(second, bottom.truth_lanes.assign(x_center=bottom.truth_lanes["x_center"] - 11),
                         tolerance=0.1)
     assert first["y_bottom"].iloc[0] < second["y_top"].iloc[0]
+
+
+def test_comb_is_cut_back_to_lanes_that_share_band_rows():
+    """Lanes keep their place whatever the ratio of their two bands; labels beside them are cut off.
+
+    Eleven comb cells: nine lanes with bands in rows 40 and 90 (the first
+    row 8 times stronger than the second in lane 5, 3 times weaker in the
+    others, so that neighbours' profiles correlate poorly on a linear scale),
+    then two cells of handwriting with strokes in rows 10-25 and 60-70.
+    """
+    from blotquant.lanes import _alike_lanes
+
+    rows = np.arange(120)[:, None]
+    pitch = 20
+    image = np.zeros((120, 11 * pitch))
+    first_row = np.where(np.arange(9) == 4, 8.0, 0.33)
+    for lane in range(9):
+        columns = slice(lane * pitch + 3, lane * pitch + 17)
+        image[:, columns] += first_row[lane] * np.exp(-0.5 * ((rows - 40) / 3.0) ** 2)
+        image[:, columns] += 1.0 * np.exp(-0.5 * ((rows - 90 - lane % 2) / 3.0) ** 2)
+    image[10:25, 9 * pitch + 4 : 9 * pitch + 8] = 1.5  # strokes of a letter
+    image[60:70, 10 * pitch + 2 : 10 * pitch + 15] = 1.5
+    profile = image[30:100].mean(axis=0)
+    boundaries = np.arange(12, dtype=float) * pitch
+    assert _alike_lanes(image, profile, boundaries, 0.06 * profile.max()) == (0, 8)
+    # Without the labels every lane stays.
+    assert _alike_lanes(image[:, : 9 * pitch], profile[: 9 * pitch], boundaries[:10], 0.06 * profile.max()) == (0, 8)
