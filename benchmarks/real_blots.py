@@ -20,7 +20,9 @@ and scored per dataset:
 * ``clipped_flagged``: bands whose true box holds a clipped band core (read
   from the raw file with tifffile/Pillow, independently of blotquant: a blob
   of pixels at the file's limit, at least twice as wide as tall) that
-  blotquant flags saturated.
+  blotquant flags saturated;
+* ``on_labels``: bands reported (not excluded) whose centre lies on a typed
+  label or handwriting, from our own boxes in ``real_blots_labels.csv``.
 
 Where the authors give numbers (``gt_pairs.csv``), the target/GAPDH ratios
 of blotquant (with the vendor's lanes and band rows given, and fully
@@ -51,8 +53,10 @@ DEFAULT_ROOT = Path(
 
 SCORE_COLUMNS = [
     "dataset", "mode", "images", "strips", "strips_found", "count_right", "centres", "centres_covered",
-    "main_bands", "main_found", "spurious", "clipped", "clipped_flagged",
+    "main_bands", "main_found", "spurious", "clipped", "clipped_flagged", "on_labels",
 ]
+#: Boxes of typed labels and handwriting on the shared images, annotated by us (not part of the images' ground truth).
+LABELS_CSV = Path(__file__).with_name("real_blots_labels.csv")
 
 
 def datasets(root=DEFAULT_ROOT):
@@ -198,6 +202,20 @@ def score_image(result, path, strips_gt, lanes_gt, bands_gt):
     return rows
 
 
+def bands_on_labels(bands, dataset, image_name, labels_csv=LABELS_CSV):
+    """Bands reported (not excluded) whose centre lies in an annotated label or handwriting box."""
+    labels = pd.read_csv(labels_csv)
+    labels = labels[(labels["dataset"] == dataset) & (labels["image"] == image_name)]
+    if labels.empty or bands.empty:
+        return 0
+    kept = bands[~bands["excluded"]]
+    x = ((kept["x_left"] + kept["x_right"]) / 2).to_numpy()[:, None]
+    y = kept["y"].to_numpy()[:, None]
+    inside = ((labels["x1"].to_numpy() <= x) & (x <= labels["x2"].to_numpy())
+              & (labels["y1"].to_numpy() <= y) & (y <= labels["y2"].to_numpy()))
+    return int(inside.any(axis=1).sum())
+
+
 def _quantify_quietly(path, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -228,8 +246,11 @@ def score_dataset(folder, *, given_count=False):
                              "centres_covered": 0, "main_bands": 0, "main_found": 0, "spurious": 0,
                              "clipped": 0, "clipped_flagged": 0})
             continue
-        rows += score_image(result, path, image_strips,
-                            lanes_gt[lanes_gt["image"] == image_name], bands_gt[bands_gt["image"] == image_name])
+        image_rows = score_image(result, path, image_strips,
+                                 lanes_gt[lanes_gt["image"] == image_name], bands_gt[bands_gt["image"] == image_name])
+        # Bands reported on labels are counted once per image, on its first strip.
+        image_rows[0]["on_labels"] = bands_on_labels(result.bands, folder.name, image_name)
+        rows += image_rows
     table = pd.DataFrame(rows)
     table["dataset"] = folder.name
     table["mode"] = "lanes given" if given_count else "automatic"
@@ -248,6 +269,7 @@ def summarise(per_strip):
             "main_bands": int(part["main_bands"].sum()), "main_found": int(part["main_found"].sum()),
             "spurious": int(part["spurious"].sum()),
             "clipped": int(part["clipped"].sum()), "clipped_flagged": int(part["clipped_flagged"].sum()),
+            "on_labels": int(part["on_labels"].fillna(0).sum()) if "on_labels" in part else 0,
         })
     return pd.DataFrame(out, columns=SCORE_COLUMNS)
 

@@ -20,6 +20,7 @@ from . import __version__
 from .errors import BlotQuantError, ParameterError
 from .executors import default_jobs, describe_executor, run_tasks
 from .output import environment_record, locked_output_dir, write_json, write_table
+from .marks import MARK_COLUMNS
 from .pipeline import BAND_COLUMNS, LANE_TABLE_COLUMNS
 
 #: File endings treated as images when a folder is given.
@@ -52,7 +53,7 @@ def expand_inputs(inputs):
 
 def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, overlays=True,
                    command=None, executor=None, **options):
-    """Quantify images in parallel and write bands.csv, lanes.csv and run.json.
+    """Quantify images in parallel and write bands.csv, lanes.csv, marks.csv and run.json.
 
     Parameters
     ----------
@@ -113,13 +114,16 @@ def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options, ex
 
     bands = [o["bands"] for o in outcomes if o["ok"]]
     lanes = [o["lanes"] for o in outcomes if o["ok"]]
+    marks = [o["marks"] for o in outcomes if o["ok"] and not o["marks"].empty]
     bands = pd.concat(bands, ignore_index=True) if bands else pd.DataFrame(columns=BAND_COLUMNS)
+    marks = pd.concat(marks, ignore_index=True) if marks else pd.DataFrame(columns=["image"] + MARK_COLUMNS)
     lanes = pd.concat(lanes, ignore_index=True) if lanes else pd.DataFrame(columns=LANE_TABLE_COLUMNS)
     failures = pd.DataFrame([{"file": o["path"], "error": o["error"]} for o in outcomes if not o["ok"]],
                             columns=["file", "error"])
 
     write_table(bands, out_dir / "bands.csv")
     write_table(lanes, out_dir / "lanes.csv")
+    write_table(marks, out_dir / "marks.csv")
     if not failures.empty:
         write_table(failures, out_dir / "failures.csv")
     record = {
@@ -145,7 +149,7 @@ def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options, ex
             }
             for o in outcomes
         ],
-        "outputs": ["bands.csv", "lanes.csv"] + (["failures.csv"] if not failures.empty else [])
+        "outputs": ["bands.csv", "lanes.csv", "marks.csv"] + (["failures.csv"] if not failures.empty else [])
         + ([Path(task[2]).name for task, o in zip(tasks, outcomes) if o["ok"]] if overlays else []),
     }
     write_json(record, out_dir / "run.json")
@@ -168,6 +172,7 @@ def _quantify_one(task):
         result = quantify(blot, **options)
         result.bands["image"] = name
         result.lanes["image"] = name
+        result.marks["image"] = name
         if overlay_path is not None:
             channel = result.parameters["channels_analysed"][0]
             signal, _ = to_signal(blot.channel(channel), polarity=result.image["polarity"],
@@ -177,6 +182,7 @@ def _quantify_one(task):
             ok=True,
             bands=result.bands,
             lanes=result.lanes,
+            marks=result.marks,
             parameters=result.parameters,
             review=result.parameters.get("review"),
             warnings=result.image["warnings"],

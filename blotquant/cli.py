@@ -82,6 +82,9 @@ def build_parser():
                        help="report detected bands only above this integrated signal-to-noise (default 10)")
     quant.add_argument("--split-doublets", action="store_true",
                        help="split a band whose profile is a doublet (p44/p42) into its two bands (profile fit)")
+    quant.add_argument("--keep-marks", action="store_true",
+                       help="do not set typed labels, handwriting and pen marks aside (by default they are kept "
+                       "out of lane finding and bands on them are excluded)")
     quant.add_argument("--ladder-lane", type=int, action="append", metavar="N",
                        help="lane N of every strip is a molecular-weight ladder; bands get sizes (kda, kda_sd); "
                        "repeat for a ladder on each side (--ladder-lane 1 --ladder-lane 12)")
@@ -173,6 +176,7 @@ def _run_quantify(args, command):
         "review": None if args.no_review else "auto",
         "max_pixels": args.max_pixels,
         "split_doublets": args.split_doublets,
+        "ignore_marks": not args.keep_marks,
         "ladder": args.ladder,
         "ladder_lane": args.ladder_lane,
         "ladder_marks": _read_ladder_marks(args.ladder_marks) if args.ladder_marks else None,

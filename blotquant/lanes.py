@@ -35,6 +35,7 @@ from .peaks import find_peaks, peak_widths
 from ._shared import block_mean, difference_noise_sigma, robust_sigma
 from .background import rolling_ball_background
 from .errors import LaneDetectionError, ParameterError
+from .marks import MARK_COLUMNS, MarkMap, glyph_mask
 
 LANE_COLUMNS = ["strip", "lane", "x_center", "x_left", "x_right", "y_top", "y_bottom", "slope", "width", "empty"]
 
@@ -45,7 +46,7 @@ _DETECTION_SIZE = 1000  # longer side of the working copy used for detection
 MAX_LANES = 500
 
 
-def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
+def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0, ignore_marks=True):
     """Find the lanes of a blot image automatically.
 
     Parameters
@@ -61,6 +62,9 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
         when omitted.
     max_tilt_deg : float
         Largest rotation of the blot searched for, in degrees.
+    ignore_marks : bool
+        Leave typed labels, handwriting and pen marks
+        (:func:`blotquant.marks.glyph_mask`) out of the lane evidence.
 
     Returns
     -------
@@ -73,6 +77,29 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
         When no lane structure can be found; the message says to pass the
         number of lanes or their geometry.
     """
+    return detect_lanes_and_marks(signal, n_lanes=n_lanes, strips=strips, max_tilt_deg=max_tilt_deg,
+                                  ignore_marks=ignore_marks)[0]
+
+
+def working_copy(signal):
+    """The lane finder's working copy of an image: ``(factor, small, residual)``.
+
+    ``small`` is ``signal`` block-averaged by ``factor`` to about
+    :data:`_DETECTION_SIZE` px on its long side; ``residual`` its band signal
+    above a smooth membrane background (:func:`_band_residual`).
+    """
+    signal = np.asarray(signal)
+    factor = max(1, int(round(max(signal.shape) / _DETECTION_SIZE)))
+    small = block_mean(signal, factor)
+    return factor, small, _band_residual(small)
+
+
+def detect_lanes_and_marks(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0, ignore_marks=True):
+    """:func:`detect_lanes`, and the labels and marks it left out: ``(lanes, marks)``.
+
+    ``marks`` is a :class:`blotquant.marks.MarkMap` (empty with
+    ``ignore_marks`` false).
+    """
     signal = np.asarray(signal)
     if signal.ndim != 2:
         raise ParameterError(f"detect_lanes needs a 2-D image, got shape {signal.shape}")
@@ -82,9 +109,30 @@ def detect_lanes(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.0):
         # A lane needs a few columns to have a profile; a huge count would only hang the search.
         raise ParameterError(f"{n_lanes} lanes cannot fit an image {signal.shape[1]} px wide "
                              f"(at most {min(MAX_LANES, signal.shape[1] // 3)}: 3 px per lane, {MAX_LANES} in all)")
-    factor = max(1, int(round(max(signal.shape) / _DETECTION_SIZE)))
-    small = block_mean(signal, factor)
-    residual = _band_residual(small)
+    factor, small, residual = working_copy(signal)
+    if ignore_marks:
+        marks = mark_map(residual, factor, signal.shape)
+        residual = np.where(marks.mask, 0.0, residual)
+    else:
+        marks = MarkMap(pd.DataFrame(columns=MARK_COLUMNS), np.zeros(residual.shape, bool), factor)
+    return _detect_lanes(signal, small, residual, factor, n_lanes, strips, max_tilt_deg), marks
+
+
+def mark_map(residual, factor, shape):
+    """The :class:`blotquant.marks.MarkMap` of a working copy's residual (``factor``, full ``shape``)."""
+    mask, boxes = glyph_mask(residual)
+    if boxes:
+        # The glyphs' soft rims too, so that no stump of a letter is left.
+        mask = ndi.binary_dilation(mask, iterations=2)
+    height, width = shape
+    rows = [{"x_left": float(left * factor), "x_right": float(min(width - 1, (right + 1) * factor - 1)),
+             "y_top": int(top * factor), "y_bottom": int(min(height - 1, (bottom + 1) * factor - 1)),
+             "kind": kind} for top, bottom, left, right, kind in boxes]
+    return MarkMap(pd.DataFrame(rows, columns=MARK_COLUMNS), mask, factor)
+
+
+def _detect_lanes(signal, small, residual, factor, n_lanes, strips, max_tilt_deg):
+    """Lanes from the working copy; see :func:`detect_lanes`."""
     noise = robust_sigma(np.diff(small[:: max(1, small.shape[0] // 200)], axis=1)) / np.sqrt(2.0)
     if not _lanes_touch(band_row_profile(residual, 0.0)[0]):
         # Lanes parted by dark gaps: their periodicity is strong evidence, and
@@ -760,6 +808,10 @@ def band_row_profile(block, slope):
         Rows of ``block`` taken as band rows.
     """
     n_rows, n_cols = block.shape
+    if slope:
+        # A turned blot turns its band rows too: level them first, so that the
+        # bands at both ends of a row are in the same rows.
+        block = _levelled_rows(block, slope)
     row_signal = ndi.uniform_filter1d(block.sum(axis=1), size=3, mode="nearest")
     band_rows = np.flatnonzero(row_signal >= 0.35 * row_signal.max()) if row_signal.max() > 0 else np.arange(n_rows)
     smooth = ndi.uniform_filter1d(block, size=3, axis=0, mode="nearest")
@@ -783,6 +835,20 @@ def band_row_profile(block, slope):
         sheared = block
     windowed = ndi.uniform_filter1d(sheared, size=int(height), axis=0, mode="nearest")
     return windowed.max(axis=0), band_rows
+
+
+def _levelled_rows(block, slope):
+    """``block`` with each column shifted vertically so that band rows turned with lanes of ``slope`` run level.
+
+    Turning a blot so that its lanes lean by ``slope`` (dx/dy) moves its
+    bands down by ``-slope`` rows per column to the right.
+    """
+    n_rows, n_cols = block.shape
+    shifts = np.rint(-slope * (np.arange(n_cols) - (n_cols - 1) / 2.0)).astype(np.intp)
+    if not shifts.any():
+        return block
+    rows = np.clip(np.arange(n_rows)[:, None] + shifts[None, :], 0, n_rows - 1)
+    return block[rows, np.arange(n_cols)[None, :]]
 
 
 def _signal_runs(profile, level):
@@ -1381,8 +1447,9 @@ def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_t
     index = 0
     while index < len(pieces) - 1:
         a, b = found[index], found[index + 1]
-        if not membrane_gap[index] and (a is None or b is None or _lanes_agree(a, b)):
-            joined = (pieces[index][0], pieces[index + 1][1])
+        joined = (pieces[index][0], pieces[index + 1][1])
+        if not membrane_gap[index] and (a is None or b is None
+                                        or _lanes_agree(a, b, rows=joined[1] - joined[0] + 1)):
             lanes = _strip_lanes(residual, joined, n_lanes, max_tilt_deg, noise)
             if lanes is not None or (a is None and b is None):
                 pieces[index : index + 2] = [joined]
@@ -1393,7 +1460,7 @@ def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_t
     return pieces, found
 
 
-def _lanes_agree(a, b, *, tolerance=0.2, max_drift=0.15):
+def _lanes_agree(a, b, *, rows=0, tolerance=0.2, max_drift=0.15):
     """Whether two strips' lanes are the same lanes.
 
     Most lanes of the strip with fewer lanes (70 %) must have a lane of the
@@ -1403,7 +1470,8 @@ def _lanes_agree(a, b, *, tolerance=0.2, max_drift=0.15):
     within ``max_drift`` pitches at both ends: two membranes laid one above
     the other, shifted or fanned out against each other by a sixth of a lane
     at one end, would put one grid's boxes across the other's bands, while
-    one lane traced badly at an edge does not move the line.
+    one lane traced badly at an edge does not move the line. Lanes whose
+    slopes differ part by as much over the ``rows`` the two strips span.
     """
     centres_a, centres_b = (a[0] + a[1]) / 2.0, (b[0] + b[1]) / 2.0
     if centres_a.size == 1 or centres_b.size == 1:
@@ -1426,4 +1494,6 @@ def _lanes_agree(a, b, *, tolerance=0.2, max_drift=0.15):
         return True
     slope, intercept = np.polyfit(fewer[matched], offset[matched], 1)
     drift = np.abs(slope * fewer[[0, -1]] + intercept)
-    return bool(drift.max() < max_drift * pitch_a)
+    # Lanes leaning apart part too: over the rows of both, by the same measure.
+    lean = abs(a[3] - b[3]) * rows / 2.0
+    return bool(max(drift.max(), lean) < max_drift * pitch_a)

@@ -33,6 +33,7 @@ _COLOURS = {
     "marker": (255, 0, 255),
     "title": (0, 0, 0),
     "paper": (255, 255, 255),
+    "mark": (214, 39, 40),
 }
 _INDEX = {name: _GREY_LEVELS + i for i, name in enumerate(_COLOURS)}
 _PALETTE = [round(level * 255 / (_GREY_LEVELS - 1)) for level in range(_GREY_LEVELS) for _ in range(3)]
@@ -50,7 +51,8 @@ def render_overlay(signal, result, path, *, title=None):
 
     Lanes are outlined in cyan with their number; bands are boxed in
     yellow, bands found below the detection threshold in orange, saturated
-    bands in red, excluded lanes and bands in grey. With a size calibration,
+    bands in red, excluded lanes and bands in grey; labels and pen marks set
+    aside (:mod:`blotquant.marks`) are outlined with dashes in dark red. With a size calibration,
     each band row is labelled with its size (the median ``kda`` of its bands)
     right of the strip, and the ladder's markers are ticked in magenta with
     their sizes. Text is drawn as given (a file name is never read as markup).
@@ -95,11 +97,25 @@ def render_overlay(signal, result, path, *, title=None):
         else:
             colour = _INDEX["band"] if band["detected"] else _INDEX["weak band"]
         canvas.rectangle(band["x_left"], band["y_top"], band["x_right"], band["y_bottom"], colour)
+    _draw_marks(canvas, getattr(result, "marks", None))
     _draw_sizes(canvas, result)
 
     buffer = _io.BytesIO()
     canvas.image.save(buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def _draw_marks(canvas, marks):
+    """Labels and pen marks set aside, outlined and named once, so a person can check them."""
+    if marks is None or marks.empty:
+        return
+    shown = marks[marks["kind"] == "label or mark"]
+    for mark in shown.itertuples():
+        canvas.dashed_rectangle(mark.x_left, mark.y_top, mark.x_right, mark.y_bottom, _INDEX["mark"])
+    if not shown.empty:
+        first = shown.sort_values(["y_top", "x_left"]).iloc[0]
+        canvas.text((first["x_left"], first["y_top"]), "ignored: label/mark", _INDEX["mark"], _MARKER_SIZE,
+                    offset=(0, -2), vertical="bottom")
 
 
 def _display_grey(shown):
@@ -156,6 +172,18 @@ class _Canvas:
     def rectangle(self, x_left, y_top, x_right, y_bottom, colour):
         (x0, y0), (x1, y1) = self.point(x_left, y_top), self.point(x_right, y_bottom)
         self.draw.rectangle((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), outline=colour, width=1)
+
+    def dashed_rectangle(self, x_left, y_top, x_right, y_bottom, colour, dash=3):
+        (x0, y0), (x1, y1) = self.point(x_left, y_top), self.point(x_right, y_bottom)
+        x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+        for start in np.arange(x0, x1, 2 * dash):
+            end = min(start + dash, x1)
+            self.draw.line(((start, y0), (end, y0)), fill=colour)
+            self.draw.line(((start, y1), (end, y1)), fill=colour)
+        for start in np.arange(y0, y1, 2 * dash):
+            end = min(start + dash, y1)
+            self.draw.line(((x0, start), (x0, end)), fill=colour)
+            self.draw.line(((x1, start), (x1, end)), fill=colour)
 
     def tick(self, x, y, colour, half_width=6):
         cx, cy = self.point(x, y)

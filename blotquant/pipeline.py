@@ -33,7 +33,8 @@ from .bands import (
 from .errors import ParameterError
 from .io import BlotImage, image_from_array, read_image, to_signal
 from .profile_fit import MIN_SINGLE_MISFIT, fit_is_trusted, fit_lane_bands, split_shoulders
-from .lanes import detect_lanes, lane_columns, lane_row_runs, lanes_from_geometry
+from .lanes import detect_lanes_and_marks, lane_columns, lane_row_runs, lanes_from_geometry
+from .marks import MARK_COLUMNS
 from .review import Review, find_review, load_review
 
 #: Columns of the bands table, in order (``bands.csv``).
@@ -71,6 +72,9 @@ class QuantResult:
         ``(channel, strip, lane) -> LaneProfile``, for plots and review.
     calibration : blotquant.ladder.BlotCalibration or None
         The size curves of each strip, when a ladder was given.
+    marks : pandas.DataFrame
+        Labels, handwriting, pen marks and scan rims set aside
+        (:mod:`blotquant.marks`; columns ``image`` and :data:`blotquant.marks.MARK_COLUMNS`).
     """
 
     lanes: pd.DataFrame
@@ -79,6 +83,7 @@ class QuantResult:
     parameters: dict
     profiles: dict = field(default_factory=dict, repr=False)
     calibration: object = field(default=None, repr=False)
+    marks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["image"] + MARK_COLUMNS), repr=False)
 
 
 #: Images narrower or shorter than this hold no lane with a band and a background.
@@ -106,6 +111,7 @@ def quantify(
     ladder=None,
     ladder_lane=None,
     ladder_marks=None,
+    ignore_marks=True,
 ):
     """Find lanes and bands in a blot image and measure band volumes (and sizes, given a ladder).
 
@@ -178,6 +184,11 @@ def quantify(
         the 100, 75 and 50 kDa marker bands): ``kda`` and ``y`` per mark,
         optionally ``strip``, ``x``, ``y_sd`` and ``image``; see
         :func:`blotquant.ladder.calibrate_blot`.
+    ignore_marks : bool
+        Find typed labels, handwriting, pen marks and the dark rim of a scan
+        (:mod:`blotquant.marks`), keep them out of lane finding, and exclude
+        any band that lies on one (``exclusion_reason`` "on a label or
+        mark"). The marks are in :attr:`QuantResult.marks` and the overlay.
 
     Returns
     -------
@@ -218,7 +229,14 @@ def quantify(
         lane_table = lanes_from_geometry(lane_geometry, first_signal.shape)
         lane_source = "given"
     else:
-        lane_table = detect_lanes(first_signal, n_lanes=lanes, strips=strips)
+        lane_table, marks = detect_lanes_and_marks(first_signal, n_lanes=lanes, strips=strips,
+                                                   ignore_marks=ignore_marks)
+    if lane_source != "detected" and ignore_marks:
+        from .marks import find_marks
+
+        marks = find_marks(first_signal)
+    elif lane_source != "detected":
+        marks = None
 
     band_rows_out = []
     profiles = {}
@@ -237,6 +255,9 @@ def quantify(
 
     bands = pd.DataFrame(band_rows_out, columns=[c for c in BAND_COLUMNS if c not in ("excluded", "exclusion_reason")])
     bands, lane_out = _apply_exclusions(bands, lane_table, review_obj)
+    if marks is not None and not bands.empty:
+        on_mark = (marks.share_of(bands) >= _ON_MARK) & ~bands["excluded"].to_numpy(bool)
+        bands.loc[on_mark, ["excluded", "exclusion_reason"]] = [True, "on a label or mark"]
     calibration, size_warnings = None, []
     if ladder_lane is not None or ladder_marks is not None:
         from .ladder import calibrate_blot  # scipy.interpolate only when sizes are asked for
@@ -276,6 +297,7 @@ def quantify(
         "ladder_lane": None if ladder_lane is None else [int(n) for n in np.atleast_1d(ladder_lane)],
         "ladder_marks": None if ladder_marks is None else _ladder_mark_records(ladder_marks),
         "ladder_fits": calibration.records if calibration is not None else [],
+        "ignore_marks": bool(ignore_marks),
     }
     image_info = {
         "name": blot.name,
@@ -290,8 +312,14 @@ def quantify(
         "polarity": polarity_used,
         "warnings": list(blot.warnings) + size_warnings,
     }
+    mark_table = marks.table.assign(image=blot.name) if marks is not None else pd.DataFrame(
+        columns=MARK_COLUMNS + ["image"])
     return QuantResult(lanes=lane_out[LANE_TABLE_COLUMNS], bands=bands[BAND_COLUMNS], image=image_info,
-                       parameters=parameters, profiles=profiles, calibration=calibration)
+                       parameters=parameters, profiles=profiles, calibration=calibration,
+                       marks=mark_table[["image"] + MARK_COLUMNS])
+
+
+_ON_MARK = 0.25  # least share of a band's box covered by mark pixels for the band to be set aside
 
 
 def _with_sizes(bands, calibration):

@@ -92,7 +92,7 @@ def test_force_with_fewer_images_leaves_nothing_of_the_replaced_run(tmp_path, bl
 
     assert _quantify(out, blots / "blot1.tif", extra=["--force"]) == 0
     assert sorted(os.listdir(out)) == ["bands.csv", "blot1.tif.overlay.png", "blot1.tif.review.json",
-                                       "lanes.csv", "notes.txt", "raw", "run.json"]
+                                       "lanes.csv", "marks.csv", "notes.txt", "raw", "run.json"]
     assert (out / "notes.txt").read_text() == "mine" and (out / "raw" / "scan.txt").read_text() == "raw"
     assert set(pd.read_csv(out / "bands.csv")["image"]) == {"blot1.tif"}
     assert _leftovers(out) == []
@@ -151,7 +151,8 @@ def test_a_killed_run_neither_blocks_nor_corrupts_the_next(tmp_path, blots):
     (out / LOCK_FILE_NAME).write_text(f"{socket.gethostname()} {dead}\n")
 
     assert _quantify(out, blots / "blot2.tif", extra=["--force"]) == 0
-    assert sorted(os.listdir(out)) == ["bands.csv", "blot2.tif.overlay.png", "lanes.csv", "notes.txt", "run.json"]
+    assert sorted(os.listdir(out)) == ["bands.csv", "blot2.tif.overlay.png", "lanes.csv", "marks.csv", "notes.txt",
+                                       "run.json"]
     assert (out / "notes.txt").read_text() == "mine"
     assert set(pd.read_csv(out / "bands.csv")["image"]) == {"blot2.tif"}
     assert _leftovers(out) == []
@@ -278,8 +279,8 @@ def test_a_folder_that_cannot_be_carried_across_makes_the_run_move_in_instead(tm
 
     monkeypatch.setattr(output.os, "rename", read_only_raw)
     assert _quantify(out, blots / "blot1.tif", extra=["--force"]) == 0
-    assert sorted(os.listdir(out)) == ["bands.csv", "blot1.tif.overlay.png", "lanes.csv", "notes.txt", "raw",
-                                       "run.json"]
+    assert sorted(os.listdir(out)) == ["bands.csv", "blot1.tif.overlay.png", "lanes.csv", "marks.csv", "notes.txt",
+                                       "raw", "run.json"]
     assert (out / "raw" / "scan.txt").read_text() == "raw"
     assert set(pd.read_csv(out / "bands.csv")["image"]) == {"blot1.tif"}
     assert _leftovers(out) == []

@@ -21,22 +21,26 @@ if not real_blots.DEFAULT_ROOT.is_dir():
 #: dataset -> mode -> floor per figure (counts, as the benchmark prints them).
 FLOORS = {
     "wb_zdf_rat_heart_chemi16": {
-        "automatic": {"strips_found": 39, "count_right": 34, "centres_covered": 345, "main_found": 345,
+        "automatic": {"strips_found": 39, "count_right": 34, "centres_covered": 348, "main_found": 348,
                       "clipped_flagged": 1},
-        "lanes given": {"strips_found": 39, "count_right": 38, "centres_covered": 346, "main_found": 346},
+        "lanes given": {"strips_found": 39, "count_right": 38, "centres_covered": 347, "main_found": 347},
     },
     "wb_film_and_jpeg_athenaz2": {
-        # 23 of 24 since the rolling ball passes under the wider bands: on the
-        # film scan's wrong lanes (17 for 8, 31 px lanes on 48 px bands) the
-        # last GAPDH band spills into both gaps and is taken for a blotch.
-        "automatic": {"strips_found": 5, "count_right": 4, "centres_covered": 24, "main_found": 23,
-                      "clipped_flagged": 15},
+        # The film scan's count is 9 for 8: the skipped well between its two
+        # groups of four is an empty lane (and its handwriting "MS5" and "4."
+        # still make two strips of their own).
+        "automatic": {"strips_found": 5, "count_right": 4, "centres_covered": 24, "main_found": 24,
+                      "clipped_flagged": 16},
         "lanes given": {"strips_found": 5, "count_right": 5, "centres_covered": 23, "main_found": 23},
     },
 }
 
 #: Spurious bands (in strips where every band is annotated) may not rise above these.
 SPURIOUS_CEILING = {"wb_zdf_rat_heart_chemi16": 26, "wb_film_and_jpeg_athenaz2": 0}
+#: Bands reported on typed labels and handwriting (benchmarks/real_blots_labels.csv), automatic
+#: lanes: 62 before labels were set aside; the 9 left are on the handwriting "MS5" and "4.", whose
+#: thick marker strokes are shaped like two bands merged one above the other.
+ON_LABELS_CEILING = {"wb_zdf_rat_heart_chemi16": 0, "wb_film_and_jpeg_athenaz2": 9}
 
 
 def test_every_clipped_band_is_flagged():
@@ -58,6 +62,7 @@ def test_real_blot_scores_stay_above_their_floors(dataset, mode):
     for figure, floor in FLOORS[dataset][mode].items():
         assert summary[figure] >= floor, f"{dataset}, {mode}: {figure} {summary[figure]} fell below {floor}"
     assert summary["spurious"] <= SPURIOUS_CEILING[dataset]
+    assert summary["on_labels"] <= ON_LABELS_CEILING[dataset]
 
 
 def test_authors_ratios_agree_with_vendor_boxes_given():
