@@ -31,6 +31,7 @@ from .errors import OutputExistsError, OutputWriteError
 RESULT_FILE_NAMES = (
     "bands.csv",
     "lanes.csv",
+    "marks.csv",
     "run.json",
     "failures.csv",
     "normalized.csv",

@@ -223,7 +223,7 @@ def test_force_leaves_nothing_of_the_replaced_run(tmp_path):
     (folder / "good.tif").rename(folder / "renamed.tif")
     assert main(["quantify", str(folder), "--out", str(out), "--lanes", "4", "--jobs", "1", "--force"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["bands.csv", "lanes.csv", "my_notes.txt", "renamed.tif.overlay.png", "run.json"]
+    assert names == ["bands.csv", "lanes.csv", "marks.csv", "my_notes.txt", "renamed.tif.overlay.png", "run.json"]
 
 
 def test_slivers_are_refused_and_tall_overlays_stay_small(tmp_path, capsys):

@@ -100,6 +100,40 @@ def test_detection_gives_lane_and_band_shapes(session):
     assert len(outlines) == len(bands) >= 12
 
 
+def test_labels_set_aside_are_shown_and_stay_set_aside_after_an_edit(tmp_path):
+    """Typed labels under the lanes are outlined for the reviewer, and bands on them stay excluded."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from blotquant.io import image_from_array
+
+    blot = make_blot(shape=(400, 600), n_lanes=5, lane_width_frac=0.8, lane_position_jitter=0.0, lane_margin=0.1,
+                     background="flat", dust=0, band_rows=((0.3, 1.0),), polarity="dark_on_light", bit_depth=8,
+                     seed=2)
+    ink = Image.new("L", (600, 400), 0)
+    for x in blot.truth_lanes["x_center"]:
+        word = Image.new("L", (150, 30), 0)
+        ImageDraw.Draw(word).text((0, 0), "MOCK", fill=255, font=ImageFont.load_default(size=26))
+        upright = word.rotate(90, expand=True)
+        ink.paste(upright, (int(x) - 15, 220), upright)
+    ink = np.asarray(ink, float) / 255.0
+    image = image_from_array((blot.image * (1 - ink)).astype(np.uint8), name="labelled", full_scale=255)
+    reviewed = LaneReviewSession(image)
+    reviewed.start_from_detection(reviewed.detect())
+    outlines, marks = reviewed.mark_shapes()
+    assert len(outlines) == len(marks) >= 5 and (marks["kind"] == "label or mark").all()
+    assert len(reviewed.lanes) == 5
+    _, bands, _ = reviewed.band_shapes()
+    kept = bands[~bands["excluded"]]
+    assert len(kept) == 5 and (kept["y"] < 200).all()  # the 5 bands, none on the words below them
+    # After a lane is moved the review is measured again: the words are still set aside.
+    outlines = outlines_of(reviewed)
+    outlines[0] = outlines[0] + np.array([0.0, 3.0])
+    reviewed.set_lanes(outlines, origins_of(reviewed))
+    again = reviewed.measure()
+    assert (again.marks["kind"] == "label or mark").sum() == len(marks)
+    assert (again.bands.loc[~again.bands["excluded"], "y"] < 200).all()
+
+
 def test_editing_a_lane_changes_only_that_lanes_volume(session):
     before = session.result
     outlines = outlines_of(session)

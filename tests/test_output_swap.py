@@ -255,7 +255,7 @@ def test_a_persons_files_are_never_lost(tmp_path, blots, monkeypatch, mode):
     assert _quantify(out, blots / "blot2.tif", extra=["--force"]) == 0
     names = sorted(p.name for p in out.iterdir())
     expected = [".hidden", "bands.csv", "blot1.tif.review.json", "blot2.tif.overlay.png", "lanes.csv",
-                "notes.txt", "plots", "run.json"]
+                "marks.csv", "notes.txt", "plots", "run.json"]
     assert names == sorted(expected + (["late.txt"] if mode != "inside" else []))
     assert (out / "plots" / "README.txt").read_text() == "about the plots"
     assert _leftovers(out) == []

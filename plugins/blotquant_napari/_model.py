@@ -518,6 +518,19 @@ class LaneReviewSession:
         outlines = [band_corners(row) for row in table.to_dict("records")]
         return outlines, table, [BAND_COLOURS[state] for state in table["state"]]
 
+    def mark_shapes(self):
+        """Outlines and features of the labels, handwriting and pen marks set aside (:mod:`blotquant.marks`).
+
+        The scan's rim is left out: its box would cover the blot.
+        """
+        if self.result is None or getattr(self.result, "marks", None) is None:
+            return [], pd.DataFrame()
+        table = self.result.marks
+        table = table[table["kind"] == "label or mark"].reset_index(drop=True)
+        outlines = [band_corners({"x_left": row["x_left"], "x_right": row["x_right"], "y_top": row["y_top"],
+                                  "y_bottom": row["y_bottom"]}) for row in table.to_dict("records")]
+        return outlines, table
+
     def lane_details(self, strip, lane):
         """The profile (:class:`blotquant.bands.LaneProfile`) and the bands of one lane."""
         if self.result is None:

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 
 from ._model import BAND_COLOURS, EXCLUSION_REASONS, LaneReviewSession, blot_image_for_layer, study_settings
 
+_MARK_COLOUR = "#d62728"  # labels and pen marks set aside, as in the overlay PNG
 # Data events of a Shapes layer that end an edit (the -ing ones fire while dragging).
 _FINISHED_EDITS = ("added", "changed", "removed")
 _NEW_SHAPE_COLOUR = "#ffffff"
@@ -280,10 +281,28 @@ class LaneReviewWidget(QWidget):
             outlines, features, colours = session.band_shapes()
             self.bands_layer = self._update_layer(self.bands_layer, f"{base} bands", outlines, features, colours,
                                                   {"strip": -1, "lane": -1, "band": -1}, self._on_bands_edited)
+            self._show_marks(f"{base} ignored marks", *session.mark_shapes())
         finally:
             self._syncing = False
         self._show_summary()
         self._show_selection()
+
+    def _show_marks(self, name, outlines, features):
+        """A read-only layer outlining the labels and pen marks detection set aside (none: no layer)."""
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if not outlines:
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            return
+        shapes = [(outline, "rectangle") for outline in outlines]
+        if layer is None:
+            layer = self.viewer.add_shapes(shapes, name=name, features=features, face_color="transparent",
+                                           edge_color=_MARK_COLOUR, edge_width=1, opacity=0.7)
+        else:
+            layer.data = shapes
+            layer.features = features
+            layer.edge_color = _MARK_COLOUR
+        layer.editable = False
 
     def _update_layer(self, layer, name, outlines, features, colours, keys, on_edit, text=None):
         if layer is None or layer not in self.viewer.layers:
