@@ -34,6 +34,7 @@ _HOLLOW = 0.55  # ... and its thickest stroke is under this share of its shorter
 _TEXT_GAP = 4  # working-copy pixels between the pieces of one line of text
 _RIM_FILL = 0.3  # a scan's rim fills less of its bounding box than this
 _TEXT_STEPS = 8  # glyphs a line of text may run on from a clear one
+_PAIRS_PER_BLOCK = 1_000_000  # blob-box pairs compared at once
 
 
 def glyph_mask(residual):
@@ -94,12 +95,20 @@ def glyph_mask(residual):
         small = (areas <= 2.0 * np.median(areas[glyph])) & (areas >= _MIN_AREA / 4)
         for _ in range(_TEXT_STEPS):
             grown_box = box[marked] + np.array([-_TEXT_GAP, _TEXT_GAP, -_TEXT_GAP, _TEXT_GAP])
-            near = ((box[:, None, 0] < grown_box[None, :, 1]) & (box[:, None, 1] > grown_box[None, :, 0])
-                    & (box[:, None, 2] < grown_box[None, :, 3]) & (box[:, None, 3] > grown_box[None, :, 2])).any(axis=1)
-            grown = marked | (near & small)
-            if grown.sum() == marked.sum():
+            candidates = np.flatnonzero(small & ~marked)
+            near = np.zeros(candidates.size, bool)
+            # In blocks, so that thousands of specks never make a huge pairwise table.
+            step = max(1, _PAIRS_PER_BLOCK // max(1, grown_box.shape[0]))
+            for start in range(0, candidates.size, step):
+                part = box[candidates[start : start + step]]
+                near[start : start + step] = (
+                    (part[:, None, 0] < grown_box[None, :, 1]) & (part[:, None, 1] > grown_box[None, :, 0])
+                    & (part[:, None, 2] < grown_box[None, :, 3]) & (part[:, None, 3] > grown_box[None, :, 2])
+                ).any(axis=1)
+            if not near.any():
                 break
-            marked = grown
+            marked = marked.copy()
+            marked[candidates[near]] = True
     marks = index[marked | rim]
     kinds = ["image edge" if rim[label - 1] and not marked[label - 1] else "label or mark" for label in marks]
     return np.isin(labels, marks), _boxes(slices, marks, kinds)
