@@ -35,7 +35,7 @@ from .peaks import find_peaks, peak_widths
 from ._shared import block_mean, difference_noise_sigma, robust_sigma
 from .background import rolling_ball_background
 from .errors import LaneDetectionError, ParameterError
-from .marks import MARK_COLUMNS, MarkMap, glyph_mask
+from .marks import MARK_COLUMNS, MarkMap, mark_map
 
 LANE_COLUMNS = ["strip", "lane", "x_center", "x_left", "x_right", "y_top", "y_bottom", "slope", "width", "empty"]
 
@@ -116,19 +116,6 @@ def detect_lanes_and_marks(signal, *, n_lanes=None, strips=None, max_tilt_deg=3.
     else:
         marks = MarkMap(pd.DataFrame(columns=MARK_COLUMNS), np.zeros(residual.shape, bool), factor)
     return _detect_lanes(signal, small, residual, factor, n_lanes, strips, max_tilt_deg), marks
-
-
-def mark_map(residual, factor, shape):
-    """The :class:`blotquant.marks.MarkMap` of a working copy's residual (``factor``, full ``shape``)."""
-    mask, boxes = glyph_mask(residual)
-    if boxes:
-        # The glyphs' soft rims too, so that no stump of a letter is left.
-        mask = ndi.binary_dilation(mask, iterations=2)
-    height, width = shape
-    rows = [{"x_left": float(left * factor), "x_right": float(min(width - 1, (right + 1) * factor - 1)),
-             "y_top": int(top * factor), "y_bottom": int(min(height - 1, (bottom + 1) * factor - 1)),
-             "kind": kind} for top, bottom, left, right, kind in boxes]
-    return MarkMap(pd.DataFrame(rows, columns=MARK_COLUMNS), mask, factor)
 
 
 def _detect_lanes(signal, small, residual, factor, n_lanes, strips, max_tilt_deg):
@@ -814,13 +801,7 @@ def band_row_profile(block, slope):
         block = _levelled_rows(block, slope)
     row_signal = ndi.uniform_filter1d(block.sum(axis=1), size=3, mode="nearest")
     band_rows = np.flatnonzero(row_signal >= 0.35 * row_signal.max()) if row_signal.max() > 0 else np.arange(n_rows)
-    smooth = ndi.uniform_filter1d(block, size=3, axis=0, mode="nearest")
-    if slope:
-        shifts = np.rint(slope * (np.arange(n_rows) - (n_rows - 1) / 2.0)).astype(np.intp)
-        columns = np.clip(np.arange(n_cols)[None, :] + shifts[band_rows, None], 0, n_cols - 1)
-        rows_used = smooth[band_rows[:, None], columns]
-    else:
-        rows_used = smooth[band_rows]
+    rows_used = straightened_rows(block, slope, rows=band_rows)
     if _PROFILE_MODE == "mean":
         return rows_used.mean(axis=0), band_rows
     # Band height: the longest run of band rows (FWHM of the strongest row).
@@ -1126,18 +1107,20 @@ def _reach_out(profile, start, stop, level):
     return start, stop
 
 
-def straightened_rows(block, slope):
+def straightened_rows(block, slope, *, rows=None):
     """A strip's residual with each row shifted by the lanes' slope, so that lanes run down the columns.
 
-    Rows are averaged in threes (as :func:`band_row_profile` takes them) to calm the noise.
+    Rows are averaged in threes to calm the noise; ``rows`` (indices) keeps
+    only those rows.
     """
     n_rows, n_cols = block.shape
     smooth = ndi.uniform_filter1d(block, size=3, axis=0, mode="nearest")
+    rows = np.arange(n_rows) if rows is None else np.asarray(rows)
     if not slope:
-        return smooth
-    shifts = np.rint(slope * (np.arange(n_rows) - (n_rows - 1) / 2.0)).astype(np.intp)
+        return smooth[rows]
+    shifts = np.rint(slope * (rows - (n_rows - 1) / 2.0)).astype(np.intp)
     columns = np.clip(np.arange(n_cols)[None, :] + shifts[:, None], 0, n_cols - 1)
-    return smooth[np.arange(n_rows)[:, None], columns]
+    return smooth[rows[:, None], columns]
 
 
 def _lane_row_profiles(lane_rows, boundaries):

@@ -157,6 +157,19 @@ class MarkMap:
         return covered / ((bottom - top) * (right - left))
 
 
+def mark_map(residual, factor, shape):
+    """The :class:`MarkMap` of a working copy's residual (block size ``factor``, full-resolution ``shape``)."""
+    mask, boxes = glyph_mask(residual)
+    if boxes:
+        # The glyphs' soft rims too, so that no stump of a letter is left.
+        mask = ndi.binary_dilation(mask, iterations=2)
+    height, width = shape
+    rows = [{"x_left": float(left * factor), "x_right": float(min(width - 1, (right + 1) * factor - 1)),
+             "y_top": int(top * factor), "y_bottom": int(min(height - 1, (bottom + 1) * factor - 1)),
+             "kind": kind} for top, bottom, left, right, kind in boxes]
+    return MarkMap(pd.DataFrame(rows, columns=MARK_COLUMNS), mask, factor)
+
+
 def find_marks(signal):
     """Labels, handwriting, pen marks and the rim of the scan on a blot image.
 
@@ -169,7 +182,7 @@ def find_marks(signal):
     -------
     MarkMap
     """
-    from .lanes import mark_map, working_copy  # lanes imports this module
+    from .lanes import working_copy  # lanes imports this module
 
     factor, _, residual = working_copy(signal)
     return mark_map(residual, factor, np.asarray(signal).shape)

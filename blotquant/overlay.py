@@ -97,7 +97,7 @@ def render_overlay(signal, result, path, *, title=None):
         else:
             colour = _INDEX["band"] if band["detected"] else _INDEX["weak band"]
         canvas.rectangle(band["x_left"], band["y_top"], band["x_right"], band["y_bottom"], colour)
-    _draw_marks(canvas, getattr(result, "marks", None))
+    _draw_marks(canvas, result.marks)
     _draw_sizes(canvas, result)
 
     buffer = _io.BytesIO()
@@ -107,8 +107,6 @@ def render_overlay(signal, result, path, *, title=None):
 
 def _draw_marks(canvas, marks):
     """Labels and pen marks set aside, outlined and named once, so a person can check them."""
-    if marks is None or marks.empty:
-        return
     shown = marks[marks["kind"] == "label or mark"]
     for mark in shown.itertuples():
         canvas.dashed_rectangle(mark.x_left, mark.y_top, mark.x_right, mark.y_bottom, _INDEX["mark"])

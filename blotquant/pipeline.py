@@ -34,7 +34,7 @@ from .errors import ParameterError
 from .io import BlotImage, image_from_array, read_image, to_signal
 from .profile_fit import MIN_SINGLE_MISFIT, fit_is_trusted, fit_lane_bands, split_shoulders
 from .lanes import detect_lanes_and_marks, lane_columns, lane_row_runs, lanes_from_geometry
-from .marks import MARK_COLUMNS
+from .marks import MARK_COLUMNS, find_marks
 from .review import Review, find_review, load_review
 
 #: Columns of the bands table, in order (``bands.csv``).
@@ -231,12 +231,8 @@ def quantify(
     else:
         lane_table, marks = detect_lanes_and_marks(first_signal, n_lanes=lanes, strips=strips,
                                                    ignore_marks=ignore_marks)
-    if lane_source != "detected" and ignore_marks:
-        from .marks import find_marks
-
-        marks = find_marks(first_signal)
-    elif lane_source != "detected":
-        marks = None
+    if lane_source != "detected":
+        marks = find_marks(first_signal) if ignore_marks else None
 
     band_rows_out = []
     profiles = {}

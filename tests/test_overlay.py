@@ -78,7 +78,8 @@ def test_ladder_markers_and_band_sizes_are_labelled(tmp_path):
 
 def test_a_large_image_is_drawn_on_a_capped_canvas(tmp_path):
     empty = pd.DataFrame(columns=["lane", "strip", "x_left", "x_right", "y_top", "y_bottom", "slope", "excluded"])
-    result = SimpleNamespace(lanes=empty, bands=pd.DataFrame(columns=["excluded"]), calibration=None)
+    result = SimpleNamespace(lanes=empty, bands=pd.DataFrame(columns=["excluded"]), calibration=None,
+                             marks=pd.DataFrame(columns=["kind"]))
     signal = np.random.default_rng(0).random((3300, 2000), dtype=np.float32)
     render_overlay(signal, result, tmp_path / "big.png")
     with Image.open(tmp_path / "big.png") as png:

@@ -523,7 +523,7 @@ class LaneReviewSession:
 
         The scan's rim is left out: its box would cover the blot.
         """
-        if self.result is None or getattr(self.result, "marks", None) is None:
+        if self.result is None:
             return [], pd.DataFrame()
         table = self.result.marks
         table = table[table["kind"] == "label or mark"].reset_index(drop=True)
