@@ -771,6 +771,8 @@ _WEAK = 0.06
 _RUN_LEVEL, _EDGE_LEVEL = 0.15, 0.08
 _LANE_MATCH = 0.7  # least row-profile correlation of a lane with its neighbour (see _alike_lanes)
 _LANES_SHARE_ROWS = 0.85  # median correlation of neighbouring lanes for that test to apply
+_SHARED_COMB = 0.7  # least share of a piece's own comb score that lanes found with its neighbour must reach
+_WEAK_COMB = 0.2  # a piece whose best comb scores under this share of its neighbour's has no lanes of its own
 
 
 def band_row_profile(block, slope):
@@ -906,22 +908,35 @@ def _comb_score(rows, start, stop, count):
     All boundaries and profiles are scored at once (no loop per boundary).
     """
     pitch = (stop - start) / count
-    edges = start + pitch * np.arange(count + 1)
+    return _edges_score(rows, start + pitch * np.arange(count + 1), start, stop, widths=np.full(count, pitch))
+
+
+def _edges_score(rows, edges, start, stop, *, widths=None):
+    """Score and boundaries of the lanes between ``edges`` (a comb, even or not) in columns ``start:stop``.
+
+    See :func:`_comb_score`; each boundary looks for its dip within a
+    quarter of its mean neighbouring lane width.
+    """
+    edges = np.asarray(edges, float)
+    count = edges.size - 1
     if count == 1:
         return 0.0, edges
     profiles = np.array([row[0] for row in rows])
     plateaus = np.array([row[1] for row in rows])[:, None]
     penalties = np.array([row[2] for row in rows])[:, None]
     n_cols = profiles.shape[1]
-    quarter = max(1, int(pitch / 4))
+    widths = np.diff(edges) if widths is None else widths
+    local_quarter = np.maximum(1, ((widths[:-1] + widths[1:]) / 8).astype(np.intp))
+    quarter = int(local_quarter.max())
     # Every boundary's window (a quarter pitch each side, inside the span) at once.
-    window = np.rint(edges[1:-1])[:, None].astype(np.intp) + np.arange(-quarter, quarter + 1)[None, :]
-    inside = (window >= start) & (window <= stop - 1)
+    offsets = np.arange(-quarter, quarter + 1)[None, :]
+    window = np.rint(edges[1:-1])[:, None].astype(np.intp) + offsets
+    inside = (window >= start) & (window <= stop - 1) & (np.abs(offsets) <= local_quarter[:, None])
     values = np.where(inside[None], profiles[:, np.clip(window, 0, n_cols - 1)], np.inf)
     dips = np.min(values, axis=2)
     # Each lane's level: the maximum over its middle half.
-    lo = np.rint(edges[:-1] + pitch / 4).astype(np.intp)
-    hi = np.maximum(lo + 1, np.rint(edges[1:] - pitch / 4).astype(np.intp))
+    lo = np.rint(edges[:-1] + widths / 4).astype(np.intp)
+    hi = np.maximum(lo + 1, np.rint(edges[1:] - widths / 4).astype(np.intp))
     padded = np.concatenate([profiles, np.full((profiles.shape[0], 1), -np.inf)], axis=1)
     levels = np.maximum.reduceat(padded, np.ravel(np.column_stack([lo, hi])), axis=1)[:, ::2]
     lower = np.minimum(levels[:, :-1], levels[:, 1:])
@@ -991,23 +1006,12 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0, evidence=(), 
         True when the lanes are the comb's whole cells (a harmonic was set
         aside for the count asked for), so each lane keeps its full cell.
     """
-    profile = ndi.gaussian_filter1d(np.asarray(profile, float), 1.0)
-    profile = profile - np.percentile(profile, 5)
+    prepared = _comb_evidence(profile, noise, evidence)
+    if prepared is None:
+        return None, None, 0.0, False
+    profile, rows, start, stop, widths, masses = prepared
     n_cols = profile.size
     peak = profile.max()
-    if peak <= max(8 * noise, 0):
-        return None, None, 0.0, False
-    runs = _signal_runs(profile, _RUN_LEVEL * peak)
-    widths = np.array([stop - start for start, stop in runs])
-    # Narrow runs far weaker than lanes (pen strokes, dust) do not stretch the span.
-    masses = np.array([profile[start:stop].sum() for start, stop in runs])
-    keep = (widths >= 0.25 * np.median(widths[widths >= 0.5 * widths.max()])) & (masses >= 0.05 * masses.max())
-    runs = [run for run, k in zip(runs, keep) if k]
-    start, stop = runs[0][0], runs[-1][1]
-    start, stop = _reach_out(profile, start, stop, _EDGE_LEVEL * peak)
-    plateau = float(np.percentile(profile[start:stop], 75))
-    penalty = max(0.02, 4 * noise / max(plateau, 1e-12))
-    rows = [(profile, plateau, penalty)] + _evidence_rows(evidence, start, stop)
     weak_level = max(_WEAK * peak, 8 * noise)
 
     def fit(start, stop):
@@ -1083,6 +1087,34 @@ def comb_lanes(profile, *, n_lanes=None, noise=0.0, min_pitch=4.0, evidence=(), 
             else:
                 boundaries, empty = extended
     return boundaries, empty, score, whole_cells
+
+
+def _comb_evidence(profile, noise, evidence):
+    """What the comb search scores: ``(profile, rows, start, stop, run_widths, run_masses)``, or None.
+
+    ``profile`` smoothed and set on its floor; ``rows`` its
+    ``(profile, plateau, penalty)`` and those of the band rows that stand
+    above their noise (:func:`_evidence_rows`); ``start:stop`` the span of
+    the strip's signal; the widths and masses of the profile's signal runs.
+    None when the profile does not stand above its noise.
+    """
+    profile = ndi.gaussian_filter1d(np.asarray(profile, float), 1.0)
+    profile = profile - np.percentile(profile, 5)
+    peak = profile.max()
+    if peak <= max(8 * noise, 0):
+        return None
+    runs = _signal_runs(profile, _RUN_LEVEL * peak)
+    widths = np.array([stop - start for start, stop in runs])
+    # Narrow runs far weaker than lanes (pen strokes, dust) do not stretch the span.
+    masses = np.array([profile[start:stop].sum() for start, stop in runs])
+    keep = (widths >= 0.25 * np.median(widths[widths >= 0.5 * widths.max()])) & (masses >= 0.05 * masses.max())
+    runs = [run for run, k in zip(runs, keep) if k]
+    start, stop = runs[0][0], runs[-1][1]
+    start, stop = _reach_out(profile, start, stop, _EDGE_LEVEL * peak)
+    plateau = float(np.percentile(profile[start:stop], 75))
+    penalty = max(0.02, 4 * noise / max(plateau, 1e-12))
+    rows = [(profile, plateau, penalty)] + _evidence_rows(evidence, start, stop)
+    return profile, rows, start, stop, widths, masses
 
 
 def _weak_lane_at(profile, left, pitch, level):
@@ -1425,22 +1457,95 @@ def _cell_edges(profile, boundaries, noise):
 
 
 def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_tilt_deg, noise):
-    """Join neighbouring pieces whose lanes line up and no membrane gap parts: they are one membrane."""
+    """Join neighbouring pieces whose lanes line up and no membrane gap parts: they are one membrane.
+
+    Pieces whose own lanes differ in pitch are joined too when the lanes
+    found on both together are one piece's lanes and each piece's bands sit
+    between them (:func:`_pieces_take_lanes`): a band row whose bands are
+    weak, smeared or touching misleads its piece's own comb.
+    """
     pieces, found, membrane_gap = list(pieces), list(found), list(membrane_gap)
     index = 0
     while index < len(pieces) - 1:
         a, b = found[index], found[index + 1]
         joined = (pieces[index][0], pieces[index + 1][1])
-        if not membrane_gap[index] and (a is None or b is None
-                                        or _lanes_agree(a, b, rows=joined[1] - joined[0] + 1)):
+        rows = joined[1] - joined[0] + 1
+        join = False
+        if membrane_gap[index]:
+            pass  # a gap without membrane parts two membranes, whatever their lanes
+        elif a is None or b is None or _lanes_agree(a, b, rows=rows):
             lanes = _strip_lanes(residual, joined, n_lanes, max_tilt_deg, noise)
-            if lanes is not None or (a is None and b is None):
-                pieces[index : index + 2] = [joined]
-                found[index : index + 2] = [lanes]
-                del membrane_gap[index]
-                continue
+            join = lanes is not None or (a is None and b is None)
+        elif not _same_pitch(a, b):
+            # The pieces' lanes differ in pitch, so one of them was misread
+            # (weak, smeared or touching bands in its rows): the lanes of both
+            # together count when they are one piece's lanes and the bands of
+            # each piece sit between them about as well as between that
+            # piece's own best comb. Pieces at one pitch but shifted or
+            # fanned against each other are two membranes (_lanes_agree).
+            lanes = _strip_lanes(residual, joined, n_lanes, max_tilt_deg, noise)
+            join = (lanes is not None
+                    and (_lanes_agree(lanes, a, rows=rows) or _lanes_agree(lanes, b, rows=rows))
+                    and _pieces_take_lanes(residual, pieces[index : index + 2], joined, lanes, noise))
+        if join:
+            pieces[index : index + 2] = [joined]
+            found[index : index + 2] = [lanes]
+            del membrane_gap[index]
+            continue
         index += 1
     return pieces, found
+
+
+def _same_pitch(a, b, *, tolerance=0.1):
+    """Whether two strips' lanes (lefts, rights, ...) have one pitch, within ``tolerance`` of it."""
+    centres_a, centres_b = (a[0] + a[1]) / 2.0, (b[0] + b[1]) / 2.0
+    if centres_a.size < 2 or centres_b.size < 2:
+        return centres_a.size == centres_b.size
+    return bool(abs(np.median(np.diff(centres_a)) / np.median(np.diff(centres_b)) - 1) <= tolerance)
+
+
+def _own_comb_score(residual, piece, slope, noise):
+    """``(rows, start, stop, score)``: a piece's comb evidence under ``slope`` and its own best comb's score.
+
+    None when the piece has no lane evidence (no rows, or no signal above its noise).
+    """
+    top, bottom = piece
+    block = residual[top : bottom + 1]
+    if block.shape[0] < 3:
+        return None
+    profile, _ = band_row_profile(block, slope)
+    prepared = _comb_evidence(profile, noise * np.sqrt(3.0 / block.shape[0]), band_row_evidence(block, slope, noise))
+    if prepared is None:
+        return None
+    _, rows, start, stop, _, _ = prepared
+    _, _, scores, best = _best_comb(rows, start, stop, 4.0)
+    return rows, start, stop, float(scores[best])
+
+
+def _pieces_take_lanes(residual, pieces, strip, lanes, noise, *, min_share=_SHARED_COMB, weak=_WEAK_COMB):
+    """Whether the bands of each of ``pieces`` sit between the lanes found for the rows ``strip`` holding them.
+
+    The comb those lanes make, scored on a piece's own band rows
+    (:func:`_edges_score`), must reach ``min_share`` of the score of the
+    piece's own best comb. A piece with hardly any lane evidence of its own
+    (no signal, or its best comb scoring under ``weak`` times its
+    neighbour's: bands smeared across the lanes) takes the lanes as they are.
+    """
+    lefts, rights, _, slope = lanes
+    own = [_own_comb_score(residual, piece, slope, noise) for piece in pieces]
+    strongest = max((found[3] for found in own if found is not None), default=0.0)
+    for (top, bottom), found in zip(pieces, own):
+        if found is None or found[3] <= weak * strongest:
+            continue
+        rows, start, stop, score = found
+        # The lanes' columns at the piece's middle row (they are given at the strip's).
+        shift = slope * ((top + bottom) / 2.0 - (strip[0] + strip[1]) / 2.0)
+        edges = np.concatenate([[lefts[0]], (rights[:-1] + lefts[1:]) / 2.0, [rights[-1] + 1]]) + shift
+        start = int(min(start, max(0, np.floor(edges[0]))))
+        stop = int(max(stop, min(rows[0][0].size, np.ceil(edges[-1]))))
+        if _edges_score(rows, edges, start, stop)[0] < min_share * score:
+            return False
+    return True
 
 
 def _lanes_agree(a, b, *, rows=0, tolerance=0.2, max_drift=0.15):

@@ -186,3 +186,37 @@ def test_comb_is_cut_back_to_lanes_that_share_band_rows():
     assert _alike_lanes(image, profile, boundaries, 0.06 * profile.max()) == (0, 8)
     # Without the labels every lane stays.
     assert _alike_lanes(image[:, : 9 * pitch], profile[: 9 * pitch], boundaries[:10], 0.06 * profile.max()) == (0, 8)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_one_membrane_keeps_one_grid_when_a_smeared_row_misleads_its_piece(seed):
+    """Three band rows of one membrane, far apart; the middle row's bands are smeared across the lanes.
+
+    The quiet rows between band rows cut the membrane into pieces. The
+    middle piece alone has no lane structure of its own (its best comb is a
+    few wide "lanes" on lumps of the smear), so it must take the lanes of
+    the pieces above and below instead of becoming a strip of its own.
+    """
+    common = dict(shape=(900, 1000), n_lanes=8, lane_position_jitter=0.0, lane_width_jitter=0.0,
+                  background="flat", dust=0, seed=seed)
+    outer = make_blot(band_rows=((0.15, 1.0), (0.85, 0.8)), lane_width_frac=0.7, **common)
+    middle = make_blot(band_rows=((0.5, 1.0),), lane_width_frac=1.0, lane_edge=0.5, **common)
+    image = outer.image.astype(float) + 0.8 * (middle.image.astype(float) - np.median(middle.image))
+    found = detect_lanes(to_signal(image, polarity="light_on_dark", full_scale=None)[0])
+    assert found["strip"].unique().tolist() == [1]
+    _assert_lanes_match(found, outer.truth_lanes)
+
+
+@pytest.mark.parametrize("seed", [5, 11])
+def test_hard_family_membrane_is_one_strip(seed):
+    """Hard-family blots (blotchy background, tailing and uneven bands) of one membrane cut into pieces.
+
+    Before pieces whose lanes differ in pitch were judged against the
+    lanes of both together, these gave 3 strips ([3, 8, 1] and [8, 6, 8] lanes).
+    """
+    from blotquant.synth import random_hard_blot
+
+    blot = random_hard_blot(seed)
+    found = detect_lanes(_signal(blot))
+    assert found["strip"].unique().tolist() == [1]
+    _assert_lanes_match(found.reset_index(drop=True), blot.truth_lanes.reset_index(drop=True))
