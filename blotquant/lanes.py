@@ -185,6 +185,7 @@ def _detect_lanes_by_periodicity(signal, small, residual, factor, n_lanes, strip
         given = _check_strips(strips, signal.shape)
         small_strips = [(top // factor, bottom // factor) for top, bottom in given]
     slope = estimate_tilt(residual, max_tilt_deg=max_tilt_deg)
+    noise = robust_sigma(np.diff(small[:: max(1, small.shape[0] // 200)], axis=1)) / np.sqrt(2.0)
     rows = []
     strip_number = 0
     parts = [(index, top, bottom, columns) for index, (top, bottom) in enumerate(small_strips)
@@ -201,6 +202,14 @@ def _detect_lanes_by_periodicity(signal, small, residual, factor, n_lanes, strip
                 raise
             strip_number -= 1  # a membrane piece without lanes of its own
             continue
+        # The periodicity can lock onto blotches of the membrane as wide as
+        # a few lanes: the comb on the dips between bands is the second
+        # opinion, and wins where its lanes part the bands clearly better.
+        comb = _comb_block_lanes(block, n_lanes, slope, noise)
+        if comb is not None and lefts.size:
+            periodic = _comb_evidence_score(block, slope, noise, _lane_boundaries(lefts, rights))
+            if periodic is not None and comb[4] > max(periodic, 0.0) * _COMB_OVER_PERIOD + 1e-12:
+                lefts, rights, empty = comb[:3]
         lefts, rights = lefts + first, rights + first
         full_top = top * factor
         full_bottom = min(signal.shape[0] - 1, (bottom + 1) * factor - 1)
@@ -772,6 +781,7 @@ _RUN_LEVEL, _EDGE_LEVEL = 0.15, 0.08
 _LANE_MATCH = 0.7  # least row-profile correlation of a lane with its neighbour (see _alike_lanes)
 _LANES_SHARE_ROWS = 0.85  # median correlation of neighbouring lanes for that test to apply
 _SHARED_COMB = 0.7  # least share of a piece's own comb score that lanes found with its neighbour must reach
+_COMB_OVER_PERIOD = 1.2  # how much better the comb must part the bands to overrule the periodicity
 _WEAK_COMB = 0.2  # a piece whose best comb scores under this share of its neighbour's has no lanes of its own
 
 
@@ -1377,19 +1387,9 @@ def side_by_side_strips(small, top, bottom):
 def _block_lanes(block, n_lanes, max_tilt_deg, noise):
     """Lanes of one strip's residual block; see :func:`_strip_lanes`."""
     slope = estimate_tilt(block, max_tilt_deg=max_tilt_deg)
-    profile, _ = band_row_profile(block, slope)
-    boundaries, comb_empty, score, whole_cells = comb_lanes(
-        profile, n_lanes=n_lanes, noise=noise * np.sqrt(3.0 / block.shape[0]),
-        evidence=band_row_evidence(block, slope, noise), lane_rows=straightened_rows(block, slope))
-    if boundaries is not None and (score > 0 or n_lanes is not None):
-        smooth = ndi.gaussian_filter1d(profile, 1.0)
-        smooth = smooth - np.percentile(smooth, 5)
-        if whole_cells:
-            lefts, rights, empty = _cell_edges(smooth, boundaries, difference_noise_sigma(profile))
-        else:
-            centres = (boundaries[:-1] + boundaries[1:]) / 2.0
-            _, lefts, rights, empty = _lane_edges(smooth, centres, difference_noise_sigma(profile))
-        return lefts, rights, empty | comb_empty, slope
+    comb = _comb_block_lanes(block, n_lanes, slope, noise)
+    if comb is not None:
+        return comb[:4]
     # Separate lanes with dark gaps between them (or no comb standing out): the periodicity decides.
     y_mid = (block.shape[0] - 1) / 2.0
     projection = sheared_column_profile(block * _band_row_weights(block)[:, None], slope, y_ref=y_mid)
@@ -1398,6 +1398,45 @@ def _block_lanes(block, n_lanes, max_tilt_deg, noise):
     except LaneDetectionError:
         return None
     return lefts, rights, empty, slope
+
+
+def _comb_block_lanes(block, n_lanes, slope, noise):
+    """Lanes of a strip's block from the dips of its band rows: ``(lefts, rights, empty, slope, score)``, or None.
+
+    None when no comb stands out (its score is not positive and no count
+    was asked for). ``score`` is the comb's :func:`_comb_score`.
+    """
+    profile, _ = band_row_profile(block, slope)
+    boundaries, comb_empty, score, whole_cells = comb_lanes(
+        profile, n_lanes=n_lanes, noise=noise * np.sqrt(3.0 / block.shape[0]),
+        evidence=band_row_evidence(block, slope, noise), lane_rows=straightened_rows(block, slope))
+    if boundaries is None or not (score > 0 or n_lanes is not None):
+        return None
+    smooth = ndi.gaussian_filter1d(profile, 1.0)
+    smooth = smooth - np.percentile(smooth, 5)
+    if whole_cells:
+        lefts, rights, empty = _cell_edges(smooth, boundaries, difference_noise_sigma(profile))
+    else:
+        centres = (boundaries[:-1] + boundaries[1:]) / 2.0
+        _, lefts, rights, empty = _lane_edges(smooth, centres, difference_noise_sigma(profile))
+    return lefts, rights, empty | comb_empty, slope, score
+
+
+def _lane_boundaries(lefts, rights):
+    """Comb boundaries of lanes: their outer edges and the middles of the gaps between neighbours."""
+    return np.concatenate([[lefts[0]], (rights[:-1] + lefts[1:]) / 2.0, [rights[-1] + 1]])
+
+
+def _comb_evidence_score(block, slope, noise, boundaries):
+    """:func:`_edges_score` of lanes between ``boundaries`` on a strip block's band rows, or None without evidence."""
+    profile, _ = band_row_profile(block, slope)
+    prepared = _comb_evidence(profile, noise * np.sqrt(3.0 / block.shape[0]), band_row_evidence(block, slope, noise))
+    if prepared is None or boundaries.size < 2:
+        return None
+    _, rows, start, stop, _, _ = prepared
+    start = int(min(start, max(0, np.floor(boundaries[0]))))
+    stop = int(max(stop, min(profile.size, np.ceil(boundaries[-1]))))
+    return _edges_score(rows, boundaries, start, stop)[0]
 
 
 def _lanes_touch(profile, *, min_lanes_per_run=2.5):
@@ -1540,7 +1579,7 @@ def _pieces_take_lanes(residual, pieces, strip, lanes, noise, *, min_share=_SHAR
         rows, start, stop, score = found
         # The lanes' columns at the piece's middle row (they are given at the strip's).
         shift = slope * ((top + bottom) / 2.0 - (strip[0] + strip[1]) / 2.0)
-        edges = np.concatenate([[lefts[0]], (rights[:-1] + lefts[1:]) / 2.0, [rights[-1] + 1]]) + shift
+        edges = _lane_boundaries(lefts, rights) + shift
         start = int(min(start, max(0, np.floor(edges[0]))))
         stop = int(max(stop, min(rows[0][0].size, np.ceil(edges[-1]))))
         if _edges_score(rows, edges, start, stop)[0] < min_share * score:

@@ -220,3 +220,17 @@ def test_hard_family_membrane_is_one_strip(seed):
     found = detect_lanes(_signal(blot))
     assert found["strip"].unique().tolist() == [1]
     _assert_lanes_match(found.reset_index(drop=True), blot.truth_lanes.reset_index(drop=True))
+
+
+def test_periodicity_locked_on_blotches_is_overruled_by_the_comb():
+    """Lanes parted by gaps on a membrane whose blotches are a few lanes wide.
+
+    The projection's periodicity locked onto the blotches (3 lanes of 2.5
+    pitches for 9); the comb on the dips between the bands parts them far
+    better and wins.
+    """
+    from blotquant.synth import random_hard_blot
+
+    blot = random_hard_blot(34)
+    found = detect_lanes(_signal(blot))
+    _assert_lanes_match(found.reset_index(drop=True), blot.truth_lanes.reset_index(drop=True))
