@@ -1545,9 +1545,10 @@ def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_t
         joined = (pieces[index][0], pieces[index + 1][1])
         rows = joined[1] - joined[0] + 1
         join = False
+        middle = [(top + bottom) / 2.0 for top, bottom in pieces[index : index + 2]]
         if membrane_gap[index]:
             pass  # a gap without membrane parts two membranes, whatever their lanes
-        elif a is None or b is None or _lanes_agree(a, b, rows=rows):
+        elif a is None or b is None or _lanes_agree(a, _lanes_at_row(b, middle[1], middle[0]), rows=rows):
             lanes = _strip_lanes(residual, joined, n_lanes, max_tilt_deg, noise)
             join = lanes is not None or (a is None and b is None)
         elif not _same_pitch(a, b):
@@ -1559,7 +1560,8 @@ def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_t
             # fanned against each other are two membranes (_lanes_agree).
             lanes = _strip_lanes(residual, joined, n_lanes, max_tilt_deg, noise)
             join = (lanes is not None
-                    and (_lanes_agree(lanes, a, rows=rows) or _lanes_agree(lanes, b, rows=rows))
+                    and any(_lanes_agree(_lanes_at_row(lanes, (joined[0] + joined[1]) / 2.0, row), piece_lanes, rows=rows)
+                            for piece_lanes, row in zip((a, b), middle))
                     and _pieces_take_lanes(residual, pieces[index : index + 2], joined, lanes, noise))
         if join:
             pieces[index : index + 2] = [joined]
@@ -1568,6 +1570,17 @@ def _merge_matching_pieces(residual, pieces, found, membrane_gap, n_lanes, max_t
             continue
         index += 1
     return pieces, found
+
+
+def _lanes_at_row(lanes, row, new_row):
+    """Lanes ``(lefts, rights, empty, slope)`` given at ``row``, with their columns moved to ``new_row``.
+
+    A leaning lane's columns shift by ``slope`` per row: the lanes of two
+    pieces are compared at one row.
+    """
+    lefts, rights, empty, slope = lanes
+    shift = slope * (new_row - row)
+    return lefts + shift, rights + shift, empty, slope
 
 
 def _same_pitch(a, b, *, tolerance=0.1):
