@@ -155,12 +155,56 @@ def read_region(image, rows, columns):
     return image[np.asarray(rows)[:, None], np.asarray(columns)[None, :]]
 
 
+def median(values, axis=None, *, overwrite_input=False):
+    """``np.median(values, axis=axis)``, equal to the bit, at a fraction of its cost on float data.
+
+    ``np.median`` partitions around the middle element(s) and, on float data,
+    around the last element too, to find NaNs; on the short rows of a lane
+    (15 columns) that second pivot and its NaN check cost five times the
+    partition itself. This partitions around the middle only and takes the
+    mean of the middle element(s) as ``np.median`` does, so every value and
+    its type are the same. Float data holding a NaN, and anything else
+    (integers, empty arrays), go to ``np.median``.
+
+    Parameters
+    ----------
+    values : array_like
+    axis : int, optional
+        As for ``np.median``; None takes the median of all values.
+    overwrite_input : bool
+        Partition ``values`` in place (a temporary array the caller throws away).
+
+    Examples
+    --------
+    >>> rows = np.array([[3.0, 1.0, 2.0], [4.0, 6.0, 5.0]])
+    >>> median(rows, axis=1).tolist(), float(median([4.0, 1.0, 3.0, 2.0]))
+    ([2.0, 5.0], 2.5)
+    """
+    values = np.asarray(values)
+    size = values.size if axis is None else values.shape[axis]
+    if values.dtype.kind != "f" or size == 0 or values.ndim == 0 or np.isnan(values).any():
+        return np.median(values, axis=axis, overwrite_input=overwrite_input)
+    if axis is None:
+        values = values.ravel()  # a view where it can be, as in np.median
+        axis = 0
+    middle = size // 2
+    kth = [middle - 1, middle] if size % 2 == 0 else [middle]
+    if overwrite_input:
+        values.partition(kth, axis=axis)
+        part = values
+    else:
+        part = np.partition(values, kth, axis=axis)
+    indexer = [slice(None)] * part.ndim
+    indexer[axis] = slice(middle - 1, middle + 1) if size % 2 == 0 else slice(middle, middle + 1)
+    return np.mean(part[tuple(indexer)], axis=axis)
+
+
 def robust_sigma(values):
     """Noise standard deviation from the median absolute deviation."""
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
         return 0.0
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+    return float(1.4826 * median(np.abs(values - median(values)), overwrite_input=True))
 
 
 def difference_noise_sigma(profile):
