@@ -234,16 +234,19 @@ def _fit_cluster(rows, values, seeds, noise):
     area_floor = np.r_[np.full(n_base, -np.inf), np.zeros(n_peaks)]
 
     def design_for(shapes):
-        columns = [baseline_design]
+        # Called hundreds of times per band (each residual and Jacobian column):
+        # filled in place, not stacked from a list of columns.
+        design = np.empty((rows.size, n_base + n_peaks))
+        design[:, :n_base] = baseline_design
         for k in range(n_peaks):
             centre, sigma, tau = shapes[3 * k : 3 * k + 3]
-            columns.append(emg(rows, 1.0, centre, sigma, tau)[:, None])
-        return np.hstack(columns)
+            design[:, n_base + k] = emg(rows, 1.0, centre, sigma, tau)
+        return design
 
     def solve(shapes):
         design = design_for(shapes)
         coefficients, *_ = np.linalg.lstsq(design, scaled, rcond=None)
-        if np.any(coefficients[n_base:] < 0):
+        if (coefficients[n_base:] < 0).any():
             # A core or tail the data would rather subtract: keep its area at zero.
             coefficients = lsq_linear(design, scaled, bounds=(area_floor, np.inf)).x
         return design, coefficients
