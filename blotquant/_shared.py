@@ -123,17 +123,21 @@ class BilinearUpsampled:
     def region(self, rows, columns):
         """The values at ``rows`` x ``columns`` (each a slice or an int array), as a new float32 array."""
         rows = np.arange(self.shape[0])[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.intp)
-
-        def take(source_rows):
-            if isinstance(columns, slice):
-                return self._padded[source_rows, columns]
-            return self._padded[source_rows[:, None], np.asarray(columns, dtype=np.intp)[None, :]]
-
-        if self._factor <= 1:
-            values = take(rows)
+        source_rows = rows if self._factor <= 1 else self._low[rows]
+        if rows.size == 0:
+            window, first = self._padded[:, columns], 0
         else:
-            low = self._low[rows]
-            values = take(low) * self._low_weight[rows, None] + take(low + 1) * self._high_weight[rows, None]
+            # Only the few source rows these rows blend, with the columns asked for: a
+            # gather of a handful of columns (a gap's) from the whole surface costs more.
+            first = int(source_rows.min())
+            stop = int(source_rows.max()) + (1 if self._factor <= 1 else 2)
+            window = self._padded[first:stop, columns if isinstance(columns, slice)
+                                  else np.asarray(columns, dtype=np.intp)]
+        if self._factor <= 1:
+            values = window[source_rows - first]
+        else:
+            low = source_rows - first
+            values = window[low] * self._low_weight[rows, None] + window[low + 1] * self._high_weight[rows, None]
         if self.offset is not None:
             values += self.offset
         return values
