@@ -357,8 +357,9 @@ def estimate_tilt(residual, *, max_tilt_deg=3.0, step_deg=0.25):
     ys, xs = ys[keep], xs[keep]
     values = strong[ys, xs].astype(np.float64)
     y_ref, x_ref = (strong.shape[0] - 1) / 2.0, (strong.shape[1] - 1) / 2.0
-    # Offsets from the centre are the same at every angle: computed once.
+    # Positions as floats and offsets from the centre are the same at every angle: computed once.
     rows_from_centre, columns_from_centre = ys - y_ref, xs - x_ref
+    ys, xs = ys.astype(np.float64), xs.astype(np.float64)
     lane_scores = np.empty(angles.size)
     band_scores = np.empty(angles.size)
     for index, angle in enumerate(angles):  # ~25 angles, each fully vectorised
