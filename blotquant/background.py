@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
 from ._constants import BACKGROUND_METHODS  # noqa: F401 - part of this module's API
-from ._shared import BilinearUpsampled, block_mean, difference_noise_sigma
+from ._shared import BilinearUpsampled, block_mean, difference_noise_sigma, median
 from .errors import ParameterError
 
 #: Background methods accepted by :func:`blotquant.quantify`.
@@ -136,7 +136,7 @@ def rolling_ball_surface(signal, radius, *, shrink=None, correct_noise_bias=True
         # residual measures that offset.
         step = max(1, int(np.sqrt(signal.size / 200_000)))
         sampled = surface.region(slice(None, None, step), slice(None, None, step))
-        offset = float(np.median(smoothed[::step, ::step] - sampled))
+        offset = float(median(smoothed[::step, ::step] - sampled, overwrite_input=True))
         surface.offset = max(offset, 0.0)
     return surface
 

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from .peaks import find_peaks, peak_widths
 
-from ._shared import difference_noise_sigma, read_region, robust_sigma
+from ._shared import difference_noise_sigma, median, read_region, robust_sigma
 from .background import beyond_extent_baseline, border_median_level, rubber_band_baseline, valley_baseline
 from .errors import ParameterError
 from .lanes import lane_columns, lane_row_runs
@@ -165,7 +165,7 @@ def lane_profile(signal, background, lane, *, quantum=0.0):
             bg_profile[start:stop] = bg_block.sum(axis=1, dtype=np.float64)
             residual[start:stop] -= bg_block[:, inner]
             sample[sampled] -= bg_block[sample_rows[sampled] - start]
-    robust = np.median(residual, axis=1)
+    robust = median(residual, axis=1, overwrite_input=True)
     noise = robust_sigma(np.diff(sample, axis=1)) / np.sqrt(2.0) if width > 1 else difference_noise_sigma(robust)
     noise = max(noise, quantum / np.sqrt(12.0))
     profile = LaneProfile(rows, signal_sums, bg_profile, robust, width, float(noise))
@@ -457,11 +457,11 @@ def gap_residual_profile(signal, background, lanes, index, *, cache=None):
         key = (x_left, x_right, lane["y_top"], lane["y_bottom"], lane["slope"])
         if cache is None or key not in cache:
             gap_lane = {**lane, "x_left": x_left, "x_right": x_right}
-            median = _gap_median(signal, background, *lane_columns(gap_lane, signal.shape))
+            gap_profile = _gap_median(signal, background, *lane_columns(gap_lane, signal.shape))
             if cache is None:
-                pieces.append(median)
+                pieces.append(gap_profile)
                 continue
-            cache[key] = median
+            cache[key] = gap_profile
         pieces.append(cache[key])
     if not pieces:
         return None
@@ -475,7 +475,7 @@ def _gap_median(signal, background, rows, first, width):
     for start, stop, row, column in lane_row_runs(rows, first):
         image_rows = slice(row, row + stop - start)
         residual.append(signal[image_rows, column + columns] - read_region(background, image_rows, column + columns))
-    return np.median(np.concatenate(residual), axis=1)
+    return median(np.concatenate(residual), axis=1, overwrite_input=True)
 
 
 def reject_off_lane_peaks(profile, gap_profile, found, *, max_gap_share=0.5):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,8 +91,6 @@ def quantify_batch(inputs, out_dir, *, force=False, jobs=None, progress=None, ov
 
 
 def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options, executor=None):
-    from tqdm import tqdm
-
     names = _unique_names(paths)
     overlay_files = _overlay_file_names(paths)
     jobs = default_jobs(jobs, len(paths))
@@ -105,12 +102,19 @@ def _run_batch(paths, out_dir, *, jobs, progress, overlays, command, options, ex
 
     # Collected by position, so the tables come out in input order whatever order workers finish in.
     outcomes = [None] * len(tasks)
-    bar = tqdm(total=len(tasks), unit="image", disable=not show, file=sys.stderr)
+    bar = None
+    if show:
+        # Only a bar that is shown is built: even a disabled tqdm imports multiprocessing for its lock.
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), unit="image", file=sys.stderr)
     for index, outcome, error in run_tasks(_quantify_one, tasks, executor=executor, jobs=jobs):
         outcomes[index] = outcome if error is None else _lost(tasks[index], error)
         outcomes[index]["path"] = str(paths[index])
-        bar.update()
-    bar.close()
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
 
     bands = [o["bands"] for o in outcomes if o["ok"]]
     lanes = [o["lanes"] for o in outcomes if o["ok"]]
@@ -209,6 +213,8 @@ def _lost(task, error):
     the scheduler retries the image elsewhere first; it is lost only when workers
     died under it repeatedly.
     """
+    from concurrent.futures.process import BrokenProcessPool  # multiprocessing: only once a worker is lost
+
     if isinstance(error, BrokenProcessPool) or type(error).__name__ == "KilledWorker":
         message = (f"{task[0]}: the worker process quantifying it died (killed, or out of memory); "
                    "run it again, with fewer --jobs if memory is short")

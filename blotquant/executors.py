@@ -17,7 +17,7 @@ under it repeatedly (``distributed.scheduler.allowed-failures``).
 from __future__ import annotations
 
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from concurrent.futures import as_completed as futures_as_completed
 
 from .errors import BlotQuantError
@@ -118,7 +118,13 @@ def run_tasks(function, tasks, *, executor=None, jobs=1):
         yield from _run_on_dask(function, tasks, executor)
         return
     own_pool = executor is None
-    pool = ProcessPoolExecutor(max_workers=jobs) if own_pool else executor
+    if own_pool:
+        # multiprocessing only when a pool runs: a one-image run does not pay for importing it.
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=jobs)
+    else:
+        pool = executor
     if not isinstance(pool, Executor) and not hasattr(pool, "submit"):
         raise TypeError("executor must be a concurrent.futures.Executor or a distributed.Client")
     try:

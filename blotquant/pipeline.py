@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter1d
 from .peaks import find_peaks, peak_widths
 
 from . import __version__
-from ._shared import difference_noise_sigma
+from ._shared import difference_noise_sigma, median
 from .background import BACKGROUND_METHODS, rolling_ball_surface
 from .bands import (
     band_centroid,
@@ -569,8 +569,9 @@ def _auto_radius(signal, lane_table):
     for lane in lane_table.to_dict("records"):
         rows, first, width = lane_columns(lane, signal.shape)
         columns = np.linspace(0, width - 1, min(9, width)).round().astype(int)
-        profile = np.median(np.concatenate([signal[row : row + stop - start, column + columns]
-                                            for start, stop, row, column in lane_row_runs(rows, first)]), axis=1)
+        profile = median(np.concatenate([signal[row : row + stop - start, column + columns]
+                                         for start, stop, row, column in lane_row_runs(rows, first)]), axis=1,
+                         overwrite_input=True)
         # Smoothing with sigma 1 row keeps 0.53 of white noise.
         noise = 0.53 * difference_noise_sigma(profile)
         profile = gaussian_filter1d(profile - np.percentile(profile, 10), 1.0)

@@ -141,7 +141,57 @@ def emg(x, area, centre, sigma, tau):
     return (area / (2.0 * tau)) * density
 
 
-def _initial_sigma(detection, peak, top=None, bottom=None):
+#: Relative step of the forward differences: the square root of float64's resolution.
+_DIFFERENCE_STEP = float(np.finfo(np.float64).eps) ** 0.5
+
+
+def forward_difference_jacobian(function, x, at_x, lower, upper):
+    """Jacobian of ``function`` at ``x`` by forward differences that stay inside the bounds.
+
+    The steps are those :func:`scipy.optimize.least_squares` takes for
+    ``jac="2-point"`` (``sqrt(eps) * max(1, |x|)``, signed as ``x``; turned
+    back where they would leave the bounds, or shortened to the far bound
+    where neither way fits), so a fit given this Jacobian takes the same
+    path to the same values; computed here, it costs the residuals alone,
+    without the generic machinery around them (a tenth of the fit's time).
+
+    Parameters
+    ----------
+    function : callable
+        ``function(x)`` gives the residuals, a 1-D array.
+    x : (n,) array
+    at_x : (m,) array
+        ``function(x)``, already evaluated.
+    lower, upper : (n,) arrays
+        Finite bounds, ``lower <= x <= upper``.
+
+    Returns
+    -------
+    (m, n) array
+    """
+    step = _DIFFERENCE_STEP * ((x >= 0).astype(float) * 2 - 1) * np.maximum(1.0, np.abs(x))
+    below, above = x - lower, upper - x
+    fitting = np.abs(step) <= np.maximum(below, above)
+    outside = ((x + step) < lower) | ((x + step) > upper)
+    step[outside & fitting] *= -1
+    forward = (above >= below) & ~fitting
+    step[forward] = above[forward]
+    backward = (above < below) & ~fitting
+    step[backward] = -below[backward]
+    transposed = np.empty((x.size, at_x.size))
+    for index in range(x.size):
+        trial = x.copy()
+        trial[index] = x[index] + step[index]
+        transposed[index] = (function(trial) - at_x) / ((x[index] + step[index]) - x[index])
+    return transposed.T
+
+
+def _smoothed_detection(detection):
+    """The detection profile smoothed as for band finding: computed once per lane, read for each band."""
+    return ndi.gaussian_filter1d(np.asarray(detection, dtype=np.float64), _DETECTION_SMOOTHING)
+
+
+def _initial_sigma(smoothed, peak, top=None, bottom=None):
     """Core sigma of a band from its width at half height on the smoothed detection profile.
 
     Returns ``(peak, sigma)``: the local maximum within three rows of the
@@ -149,9 +199,9 @@ def _initial_sigma(detection, peak, top=None, bottom=None):
     half-height points are looked for between the band's limits ``top`` and
     ``bottom`` when given (a neighbour beyond the valley would widen it);
     where the profile does not fall to half height before a limit, the
-    limit stands for it.
+    limit stands for it. ``smoothed`` is the lane's detection profile as
+    :func:`_smoothed_detection` gives it.
     """
-    smoothed = ndi.gaussian_filter1d(np.asarray(detection, dtype=np.float64), _DETECTION_SMOOTHING)
     top = 0 if top is None else int(top)
     bottom = smoothed.size - 1 if bottom is None else int(bottom)
     near = slice(max(top, int(peak) - 3), min(bottom, int(peak) + 3) + 1)
@@ -234,25 +284,38 @@ def _fit_cluster(rows, values, seeds, noise):
     area_floor = np.r_[np.full(n_base, -np.inf), np.zeros(n_peaks)]
 
     def design_for(shapes):
-        columns = [baseline_design]
+        # Called hundreds of times per band (each residual and Jacobian column):
+        # filled in place, not stacked from a list of columns.
+        design = np.empty((rows.size, n_base + n_peaks))
+        design[:, :n_base] = baseline_design
         for k in range(n_peaks):
             centre, sigma, tau = shapes[3 * k : 3 * k + 3]
-            columns.append(emg(rows, 1.0, centre, sigma, tau)[:, None])
-        return np.hstack(columns)
+            design[:, n_base + k] = emg(rows, 1.0, centre, sigma, tau)
+        return design
 
     def solve(shapes):
         design = design_for(shapes)
         coefficients, *_ = np.linalg.lstsq(design, scaled, rcond=None)
-        if np.any(coefficients[n_base:] < 0):
+        if (coefficients[n_base:] < 0).any():
             # A core or tail the data would rather subtract: keep its area at zero.
             coefficients = lsq_linear(design, scaled, bounds=(area_floor, np.inf)).x
         return design, coefficients
 
+    last = {}  # the shapes of the last residuals evaluated, and those residuals
+
     def residuals(shapes):
         design, coefficients = solve(shapes)
-        return design @ coefficients - scaled
+        misfit = design @ coefficients - scaled
+        last["shapes"], last["misfit"] = shapes.copy(), misfit
+        return misfit
 
-    result = least_squares(residuals, start, bounds=(lower, upper), method="trf", x_scale="jac",
+    def jacobian(shapes):
+        # least_squares asks for the Jacobian where it has just evaluated the residuals.
+        at_shapes = last["misfit"] if np.array_equal(last.get("shapes"), shapes) else residuals(shapes)
+        return forward_difference_jacobian(residuals, shapes, at_shapes, lower_bounds, upper_bounds)
+
+    lower_bounds, upper_bounds = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    result = least_squares(residuals, start, jac=jacobian, bounds=(lower, upper), method="trf", x_scale="jac",
                            ftol=1e-5, xtol=1e-5, max_nfev=60 * (len(start) + 1))
     shapes = result.x
     design, coefficients = solve(shapes)
@@ -370,11 +433,12 @@ def fit_lane_bands(signal, detection, bands, *, noise, width, shapes=None):
         return []
     bands = list(bands)
     seeds = []
+    smoothed = _smoothed_detection(detection)
     for band in bands:
         if shapes and band in shapes:
             seeds.append(tuple(float(v) for v in shapes[band]))
             continue
-        peak, sigma = _initial_sigma(detection, *band)
+        peak, sigma = _initial_sigma(smoothed, *band)
         seeds.append((float(peak), sigma))
     spans = []
     for peak, top, bottom in bands:
@@ -461,8 +525,9 @@ def split_shoulders(signal, detection, bands, *, noise, width, context=()):
     n = signal.size
     row_noise = max(noise * np.sqrt(max(width, 1)), 1e-12)
     result, shapes = [], {}
+    smoothed = _smoothed_detection(detection)
     for peak, top, bottom in bands:
-        centre0, sigma0 = _initial_sigma(detection, peak, top, bottom)
+        centre0, sigma0 = _initial_sigma(smoothed, peak, top, bottom)
         first, last = max(0, top - REGION_ROWS), min(n - 1, bottom + REGION_ROWS)
         crowded = any(first <= other[0] <= last for other in list(bands) + list(context) if other[0] != peak)
         if last - first + 1 < 12 or bottom - top < 4 or crowded:

@@ -150,3 +150,20 @@ def test_unreadable_lane_geometry_is_a_one_line_error(blot_folder, tmp_path, cap
     code = main(["quantify", str(blot_folder), "--out", str(tmp_path / "out"), "--lane-geometry", str(bad)])
     assert code == 2
     assert "x_left" in capsys.readouterr().err
+
+
+def test_a_one_image_run_imports_no_process_pool_progress_bar_or_plotting(blot_folder, tmp_path):
+    import subprocess
+    import sys
+
+    # A one-image run works in this process: multiprocessing (which even a disabled
+    # tqdm bar imports for its lock), matplotlib and scipy.stats are start-up it need not pay.
+    code = ("import sys\n"
+            "from blotquant.cli import main\n"
+            "assert main(['quantify', sys.argv[1], '--out', sys.argv[2]]) == 0\n"
+            "print(sorted(m for m in ('multiprocessing', 'concurrent.futures.process', 'tqdm', 'matplotlib',\n"
+            "                         'scipy.stats', 'scipy.signal', 'scipy.interpolate') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(blot_folder / "blot1.tif"), str(tmp_path / "out")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "out" / "bands.csv").exists()
