@@ -427,13 +427,16 @@ def sheared_column_profile(image, slope, *, y_ref):
     return profile
 
 
-def detect_strips(image, *, min_gap_frac=0.01, min_strip_frac=0.12):
+def detect_strips(image, *, min_gap_frac=0.01, min_strip_frac=0.12, darker_membranes=True):
     """Find membrane strips imaged one above the other.
 
     Rows without membrane (the gap between two strips) carry less signal
     than membrane, with sharp edges. The membrane level of a row is its 10th
     percentile, which the spaces between lanes set even in rows crossed by
     bands.
+
+    With ``darker_membranes``, a stretch as dark as a gap but crossed by
+    bands (:func:`_rows_hold_bands`) is a darker membrane: a strip of its own.
 
     Returns
     -------
@@ -477,12 +480,35 @@ def detect_strips(image, *, min_gap_frac=0.01, min_strip_frac=0.12):
         sharp_bottom = stop == height or step_at(stop) >= step_needed
         if not (sharp_top and sharp_bottom):
             continue
+        if (darker_membranes and stop - top >= min_strip_frac * height
+                and _rows_hold_bands(image[top:stop], pixel_noise)):
+            # A membrane darker than the others (another blot, another
+            # exposure), not a gap: gaps hold no bands. It is a strip of its
+            # own, cut from its neighbours at its sharp edges.
+            if top - start >= min_strip_frac * height:
+                strips.append((start, top - 1))
+            strips.append((top, stop - 1))
+            start = stop
+            continue
         if top - start >= min_strip_frac * height:
             strips.append((start, top - 1))
         start = stop
     if height - start >= min_strip_frac * height:
         strips.append((start, height - 1))
     return strips if strips else whole
+
+
+def _rows_hold_bands(rows, pixel_noise, *, min_contrast=20.0):
+    """Whether some row of ``rows`` has band contrast: its 90th percentile ``min_contrast`` noise sigmas above its 10th.
+
+    Rows without membrane are flat up to their noise; membrane crossed by
+    bands is not.
+    """
+    if rows.shape[0] == 0:
+        return False
+    contrast = np.percentile(rows, 90, axis=1) - np.percentile(rows, 10, axis=1)
+    smooth = ndi.uniform_filter1d(contrast, size=3, mode="nearest")
+    return bool(smooth.max() >= min_contrast * max(pixel_noise, 1e-12))
 
 
 def _check_strips(strips, shape):
@@ -1404,7 +1430,8 @@ def side_by_side_strips(small, top, bottom):
     whole = [(0, block.shape[1] - 1)]
     if block.shape[0] < 20 or block.shape[1] < 40:
         return whole
-    columns = detect_strips(block.T, min_gap_frac=0.02, min_strip_frac=0.15)
+    # Columns between lanes are darker than lanes by nature: only real gaps part membranes here.
+    columns = detect_strips(block.T, min_gap_frac=0.02, min_strip_frac=0.15, darker_membranes=False)
     # A single membrane keeps every column: a darker margin is not a reason to drop lanes.
     return columns if len(columns) > 1 else whole
 

@@ -237,3 +237,19 @@ def test_periodicity_locked_on_blotches_is_overruled_by_the_comb():
     blot = random_hard_blot(34)
     found = detect_lanes(_signal(blot))
     _assert_lanes_match(found.reset_index(drop=True), blot.truth_lanes.reset_index(drop=True))
+
+
+def test_darker_membrane_is_a_strip_not_a_gap():
+    """Three membranes one above the other, the lowest with a darker background than the others.
+
+    Its rows sit as far below the membrane level as the gaps between
+    membranes, so it was taken for a gap and its 6 lanes were lost.
+    """
+    from blotquant.synth import random_hard_blot
+
+    blot = random_hard_blot(1)
+    found = detect_lanes(_signal(blot))
+    assert found.groupby("strip").size().tolist() == [6, 6, 6]
+    for strip in (1, 2, 3):
+        _assert_lanes_match(found[found["strip"] == strip].reset_index(drop=True),
+                            blot.truth_lanes[blot.truth_lanes["strip"] == strip].reset_index(drop=True))
