@@ -253,3 +253,44 @@ def test_darker_membrane_is_a_strip_not_a_gap():
     for strip in (1, 2, 3):
         _assert_lanes_match(found[found["strip"] == strip].reset_index(drop=True),
                             blot.truth_lanes[blot.truth_lanes["strip"] == strip].reset_index(drop=True))
+
+
+def test_edges_score_of_an_even_comb_is_the_comb_score():
+    """Scoring given boundaries (_edges_score) is the comb score when they are evenly pitched."""
+    from blotquant.lanes import _comb_score, _edges_score
+
+    columns = np.arange(200)
+    profile = np.clip(np.sin(2 * np.pi * (columns - 10) / 40.0), 0, None) + 0.05
+    rows = [(profile, float(np.percentile(profile, 75)), 0.02)]
+    for count in (3, 5, 9):
+        expected = _comb_score(rows, 0, 200, count)
+        got = _edges_score(rows, np.linspace(0, 200, count + 1), 0, 200)
+        assert got[0] == pytest.approx(expected[0], rel=1e-12)
+        np.testing.assert_allclose(got[1], expected[1])
+    # Lanes peak at columns 20, 60, 100, ...: boundaries in the dark between them (40, 80, ...)
+    # score far better than boundaries through the lanes' middles (20, 60, ...).
+    on_dips = _edges_score(rows, np.arange(0, 201, 40, dtype=float), 0, 200)[0]
+    inside = _edges_score(rows, np.arange(20, 181, 40, dtype=float), 20, 180)[0]
+    assert on_dips > 1.0 and inside < 0
+
+
+def test_lanes_at_row_moves_leaning_lanes_by_their_slope():
+    from blotquant.lanes import _lanes_at_row
+
+    lefts, rights = np.array([10.0, 50.0]), np.array([40.0, 80.0])
+    moved = _lanes_at_row((lefts, rights, np.array([False, True]), 0.05), 100.0, 300.0)
+    np.testing.assert_allclose(moved[0], [20.0, 60.0])
+    np.testing.assert_allclose(moved[1], [50.0, 90.0])
+    assert moved[3] == 0.05 and moved[2].tolist() == [False, True]
+
+
+def test_row_quantile_ignoring_nan_is_numpys_nanpercentile():
+    from blotquant.lanes import _row_quantile_ignoring_nan
+
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(50, 13))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[0] = np.nan  # a row with no value at all
+    with pytest.warns(RuntimeWarning):
+        expected = np.nanpercentile(values, 25, axis=1)
+    np.testing.assert_array_equal(_row_quantile_ignoring_nan(values, 0.25), expected)
