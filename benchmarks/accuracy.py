@@ -72,6 +72,7 @@ def match_lanes(found, truth):
 def match_bands(bands, truth_bands, mapping):
     """Measured volume (or NaN) and saturation flag for every truth band, and the bands used."""
     measured = np.full(len(truth_bands), np.nan)
+    measured_sd = np.full(len(truth_bands), np.nan)
     flagged = np.zeros(len(truth_bands), bool)
     used = set()
     for index, row in enumerate(truth_bands.itertuples()):
@@ -85,9 +86,11 @@ def match_bands(bands, truth_bands, mapping):
         best = distance.idxmin()
         if distance[best] <= max(3.0, 2.0 * row.sigma_y):
             measured[index] = candidates.at[best, "volume"]
+            if "volume_sd" in candidates:
+                measured_sd[index] = candidates.at[best, "volume_sd"]
             flagged[index] = bool(candidates.at[best, "saturated"])
             used.add(best)
-    return measured, flagged, used
+    return measured, flagged, used, measured_sd
 
 
 def baseline_boxes(blot_image, result):
@@ -107,7 +110,8 @@ def baseline_boxes(blot_image, result):
         n_pixels = pixels.width * (bottom - top + 1)
         volume = profile.signal[top : bottom + 1].sum() - level * n_pixels
         clipped = saturated_pixel_count(pixels, top, bottom, blot_image.full_scale)
-        rows.append({**band, "volume": volume, "saturated": is_saturated(clipped, n_pixels)})
+        # The box has no uncertainty of its own: blotquant's volume_sd is not carried over.
+        rows.append({**band, "volume": volume, "volume_sd": np.nan, "saturated": is_saturated(clipped, n_pixels)})
     return pd.DataFrame(rows, columns=result.bands.columns)
 
 
@@ -141,11 +145,12 @@ def score_image(task):
     tables["baseline, lanes given"] = baseline_boxes(image, given_result)
     identity = {(int(r.strip), int(r.lane)): (int(r.strip), int(r.lane)) for r in blot.truth_lanes.itertuples()}
     for name, bands in tables.items():
-        measured, flagged, used = match_bands(bands, truth, identity if "lanes given" in name else mapping)
+        measured, flagged, used, measured_sd = match_bands(bands, truth, identity if "lanes given" in name else mapping)
         if name == "blotquant":
             outcome["reported"], outcome["spurious"] = len(bands), len(bands) - len(used)
         frame = truth[["strip", "lane", "band_row", "volume", "saturated", "nonspecific"]].copy()
         frame["measured"] = measured
+        frame["measured_sd"] = measured_sd
         frame["flagged"] = flagged
         frame["method"] = name
         frame["seed"] = seed
@@ -188,6 +193,8 @@ def summarise(table):
     usable["ratio"] = usable["measured"] / usable["volume"]
     scale = usable.groupby(["method", "seed", "band_row"])["ratio"].transform("median")
     usable["error"] = (usable["ratio"] / scale - 1).abs()
+    # How many standard uncertainties (volume_sd) each volume lies from the truth on the same scale.
+    usable["z"] = (usable["measured"] - scale * usable["volume"]).abs() / usable["measured_sd"]
     out = {}
     for method, group in usable.groupby("method"):
         everything = table[table["method"] == method]
@@ -200,6 +207,8 @@ def summarise(table):
             "detection_recall": float(everything["measured"].notna().mean()),
             "saturation_recall": float(saturated["flagged"].mean()) if len(saturated) else float("nan"),
             "saturated_bands": int(len(saturated)),
+            "within_1_sd": float((group["z"] <= 1).mean()) if group["z"].notna().any() else float("nan"),
+            "within_2_sd": float((group["z"] <= 2).mean()) if group["z"].notna().any() else float("nan"),
         }
     return out
 
@@ -228,12 +237,16 @@ def report_family(family, methods, args):
           f"({spurious / max(reported, 1):.1%})")
     print("relative error of band volumes (one scale factor per image and band row, unsaturated bands);")
     print("'p90 specific' leaves out non-specific bands that overlap a stronger band's tail")
+    print("'within 1/2 sd': share of volumes within 1 and 2 of their volume_sd of the truth (a calibrated")
+    print("uncertainty has about 68 % and 95 %; only blotquant's own tables carry volume_sd)")
     print(f"{'method':22s} {'median err':>10s} {'p90 err':>8s} {'p90 specific':>12s} {'bands':>6s} "
-          f"{'detected':>9s} {'sat. recall':>11s}")
+          f"{'detected':>9s} {'sat. recall':>11s}       {'within 1/2 sd':>14s}")
     for method, figures in sorted(summary.items(), key=lambda item: item[1]["median_error"]):
+        coverage = ("" if np.isnan(figures["within_1_sd"])
+                    else f"{figures['within_1_sd']:6.1%} / {figures['within_2_sd']:.1%}")
         print(f"{method:22s} {figures['median_error']:10.2%} {figures['p90_error']:8.2%} "
               f"{figures['p90_specific']:12.2%} {figures['bands_scored']:6d} {figures['detection_recall']:9.1%} "
-              f"{figures['saturation_recall']:11.1%} (of {figures['saturated_bands']})")
+              f"{figures['saturation_recall']:11.1%} (of {figures['saturated_bands']:2d}) {coverage:>14s}")
     return summary
 
 

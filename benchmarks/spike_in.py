@@ -129,7 +129,7 @@ MEMBRANE_MATCH = 6  # rows: a detection this close to one found before the spike
 
 TRUTH_COLUMNS = ["lane", "x_center", "y_center", "sigma", "tail", "tau", "amount", "peak", "peak_snr", "nonspecific"]
 SUMMARY_COLUMNS = ["method", "mode", "images", "strips", "cases", "main_bands", "found_share", "median_error",
-                   "p90_error", "reported", "spurious", "membrane", "spurious_share"]
+                   "p90_error", "reported", "spurious", "membrane", "spurious_share", "within_1_sd", "within_2_sd"]
 
 
 class EmptyWindow(NamedTuple):
@@ -769,6 +769,7 @@ def _score_case(case, method, band_rows):
         for band, index in zip(main.itertuples(), main_match):
             records.append(dict(base, **band._asdict(), found=index >= 0,
                                 measured=float(found["volume"].iloc[index]) if index >= 0 else np.nan,
+                                measured_sd=float(found["volume_sd"].iloc[index]) if index >= 0 else np.nan,
                                 reported_in_window=int(in_window.sum()),
                                 spurious=int((unmatched & ~membrane).sum()), membrane=int(membrane.sum())))
     return records
@@ -804,7 +805,18 @@ def score_cases(cases, method="auto", band_rows=False):
     row_keys = ["image", "strip", "seed", "method", "mode"]
     scale = per_band.groupby(row_keys)["ratio"].transform("median")
     per_band["error"] = (per_band["ratio"] / scale - 1.0).abs()
+    if "measured_sd" in per_band:
+        # Standard uncertainties (volume_sd) between each volume and the truth on the same scale.
+        per_band["z"] = (per_band["measured"] - scale * per_band["amount"]).abs() / per_band["measured_sd"]
     return per_band
+
+
+def _share_within(group, limit):
+    """Share of found bands whose volume lies within ``limit`` volume_sd of the truth (NaN without volume_sd)."""
+    if "z" not in group:
+        return np.nan
+    z = group.loc[group["found"], "z"].dropna()
+    return float((z <= limit).mean()) if z.size else np.nan
 
 
 def summarise(per_band):
@@ -835,7 +847,8 @@ def summarise(per_band):
                          median_error=float(errors.median()) if errors.size else np.nan,
                          p90_error=float(errors.quantile(0.9)) if errors.size else np.nan,
                          reported=reported, spurious=spurious, membrane=membrane,
-                         spurious_share=spurious / reported if reported else 0.0))
+                         spurious_share=spurious / reported if reported else 0.0,
+                         within_1_sd=_share_within(group, 1.0), within_2_sd=_share_within(group, 2.0)))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 

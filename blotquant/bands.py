@@ -290,6 +290,64 @@ def measure_band(profile, top, bottom, *, method, lane_pixels=None):
     return float(raw - background), float(background)
 
 
+def background_error_sd(signal, band_free, height, *, flank=None, min_windows=8):
+    """Spread of a band-box background estimate, measured on the lane's own band-free rows.
+
+    Membrane texture and blotches are correlated over many rows, so the
+    background under a box of ``height`` rows is known far less well than
+    its pixel noise says. This slides a box of that height over the runs of
+    band-free rows and, for each place, compares the box's row sum with a
+    straight baseline through the mean of ``flank`` rows on each side, as
+    the band's own background is estimated: the robust standard deviation
+    of those differences is the background's share of a volume's
+    uncertainty at that height.
+
+    Parameters
+    ----------
+    signal : (H,) array
+        Row sums of the lane.
+    band_free : (H,) bool array
+        Rows that hold no band.
+    height : int
+        Rows of the band's box.
+    flank : int, optional
+        Rows averaged on each side (default ``max(3, height // 4)``).
+    min_windows : int
+        Fewest box places needed; with fewer the spread is unknown (NaN).
+
+    Returns
+    -------
+    float
+        Standard deviation of the box's background sum, or NaN.
+
+    Examples
+    --------
+    >>> rows = np.arange(200.0)
+    >>> flat = 100.0 + 0.5 * rows  # a straight background: every box is estimated exactly
+    >>> float(background_error_sd(flat, np.ones(200, bool), 20))
+    0.0
+    """
+    signal = np.asarray(signal, dtype=np.float64)
+    band_free = np.asarray(band_free, bool)
+    height = int(height)
+    flank = max(3, height // 4) if flank is None else int(flank)
+    span = height + 2 * flank
+    n = signal.size
+    if height < 1 or n < span:
+        return float("nan")
+    cumulative = np.concatenate([[0.0], np.cumsum(signal)])
+    free_run = np.concatenate([[0], np.cumsum(band_free)])
+    starts = np.arange(n - span + 1)
+    usable = (free_run[starts + span] - free_run[starts]) == span
+    if usable.sum() < min_windows:
+        return float("nan")
+    starts = starts[usable]
+    left = (cumulative[starts + flank] - cumulative[starts]) / flank
+    box = cumulative[starts + flank + height] - cumulative[starts + flank]
+    right = (cumulative[starts + span] - cumulative[starts + flank + height]) / flank
+    return robust_sigma(box - height * (left + right) / 2.0)
+
+
 def saturated_pixel_count(lane_pixels, top, bottom, full_scale):
     """Number of clipped pixels (>= 99 % of full scale) in a band box."""
     if full_scale is None:

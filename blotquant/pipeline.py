@@ -18,6 +18,7 @@ from . import __version__
 from ._shared import difference_noise_sigma, median
 from .background import BACKGROUND_METHODS, rolling_ball_surface
 from .bands import (
+    background_error_sd,
     band_centroid,
     find_band_peaks,
     gap_residual_profile,
@@ -390,6 +391,7 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
         if method == "fit":
             boxes, fits = _fit_boxes(profile, pixels, boxes, blot.full_scale,
                                      split=split_doublets and band_rows is None)
+        band_free = _band_free_rows(profile.rows.size, boxes)
         for box in boxes:
             peak, top, bottom, source = box
             # Boxes the fit does not own (reviewed, forced, whole windows), and
@@ -409,7 +411,11 @@ def _measure_channel(blot, signal, lane_table, *, lane_source, radius, method, r
             snr = float(volume / noise_volume) if noise_volume > 0 else float("inf")
             # The spread is taken over the other estimators than the one that gave the volume.
             used = "fit" if fit_trusted else _BOX_METHOD.get(method, method)
-            volume_sd = _volume_sd(profile, top, bottom, pixels, volume, noise_volume, used)
+            # The membrane's texture under a box this tall, measured on the lane's band-free rows,
+            # where it is known: it exceeds the pixel noise's share on most real membranes.
+            texture_sd = background_error_sd(profile.signal, band_free, bottom - top + 1)
+            background_sd = max(noise_volume, texture_sd) if np.isfinite(texture_sd) else noise_volume
+            volume_sd = _volume_sd(profile, top, bottom, pixels, volume, background_sd, used)
             if fit_trusted:
                 volume_sd = float(np.hypot(volume_sd, fit.volume_sd))
             if band_rows is None and source == "detected" and snr < min_band_snr:
@@ -481,10 +487,21 @@ _BOX_METHOD = {"fit": "beyond"}
 _PLAUSIBLE_BACKGROUNDS = ("valley", "beyond", "border_median")
 
 
-def _volume_sd(profile, top, bottom, pixels, volume, noise_volume, method):
-    """Standard uncertainty of a band volume: pixel noise and the spread of plausible backgrounds.
+def _band_free_rows(n_rows, boxes):
+    """Rows of a lane outside every band box, with a margin of a third of the box's height around it."""
+    free = np.ones(n_rows, bool)
+    for _, top, bottom, _ in boxes:
+        margin = max(2, (bottom - top + 1) // 3)
+        free[max(0, top - margin) : bottom + margin + 1] = False
+    return free
 
-    The pixel noise over the box gives ``noise_volume``; the background
+
+def _volume_sd(profile, top, bottom, pixels, volume, noise_volume, method):
+    """Standard uncertainty of a band volume: background noise and the spread of plausible backgrounds.
+
+    ``noise_volume`` is the background's own uncertainty over the box (the
+    pixel noise, or the membrane texture measured beside the band where that
+    is larger: :func:`blotquant.bands.background_error_sd`); the background
     under a band is not known better than the estimators users trust
     disagree, so the sample standard deviation of the volumes under
     :data:`_PLAUSIBLE_BACKGROUNDS`, the chosen method and the chosen method

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from blotquant.background import rolling_ball_background, rolling_ball_surface
 from blotquant.bands import gap_residual_profile, lane_profile, lane_row_sums
@@ -59,3 +60,25 @@ def test_a_gap_between_two_lanes_is_measured_once(image):
     assert all(np.array_equal(a, b) for a, b in zip(cached, plain))
     assert len(cache) == 4  # six gap sides: the outer two and the two shared gaps
     assert np.array_equal(cached[0][1], cached[1][0]) and cached[0].shape == (2, 380)
+
+
+def test_background_error_sd_of_white_noise_and_of_a_textured_membrane():
+    """The spread of a box's background estimate, measured on band-free rows.
+
+    White noise of sigma 1: a 20-row box sum varies by 20 and the baseline
+    through two 5-row flank means by 20^2 * (1/5 + 1/5) / 4 = 40, so the
+    spread is sqrt(60). A membrane whose texture is correlated over rows
+    (smoothed noise) is known far worse than its pixel noise says.
+    """
+    from blotquant.bands import background_error_sd
+
+    rng = np.random.default_rng(7)
+    white = rng.normal(0.0, 1.0, 40_000)
+    free = np.ones(white.size, bool)
+    assert background_error_sd(white, free, 20, flank=5) == pytest.approx(np.sqrt(60.0), rel=0.05)
+    textured = ndi.gaussian_filter1d(rng.normal(0.0, 1.0, 40_000), 8.0) * 8.0 + rng.normal(0.0, 1.0, 40_000)
+    assert background_error_sd(textured, free, 20, flank=5) > 2.0 * np.sqrt(60.0)
+    # Rows held by bands are never used; too few free places leave the spread unknown.
+    free[:] = False
+    free[100:130] = True
+    assert np.isnan(background_error_sd(white, free, 20, flank=5))
