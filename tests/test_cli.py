@@ -167,3 +167,28 @@ def test_a_one_image_run_imports_no_process_pool_progress_bar_or_plotting(blot_f
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "out" / "bands.csv").exists()
+
+
+def test_help_reads_no_package_metadata_and_the_version_is_the_installed_one():
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    import blotquant
+
+    # The version is written in the package (pyproject.toml reads it there): `--help` and
+    # `--version` need not import importlib.metadata and email to look it up.
+    code = ("import sys\n"
+            "from blotquant.cli import main\n"
+            "try:\n"
+            "    main(['--help'])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('importlib.metadata' in sys.modules, 'email' in sys.modules, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "False False"
+    try:
+        installed = importlib.metadata.version("blotquant")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("blotquant is not installed: no metadata to compare with")
+    assert blotquant.__version__ == installed
