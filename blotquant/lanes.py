@@ -220,9 +220,10 @@ def _detect_lanes_by_periodicity(signal, small, residual, factor, n_lanes, strip
         # a few lanes: the comb on the dips between bands is the second
         # opinion, and wins where its lanes part the bands clearly better.
         comb = _comb_block_lanes(block, n_lanes, slope, noise) if _bands_outnumber_lanes(block, slope, lefts) else None
-        if comb is not None and lefts.size:
-            periodic = _comb_evidence_score(block, slope, noise, _lane_boundaries(lefts, rights))
-            if periodic is not None and comb[4] > max(periodic, 0.0) * _COMB_OVER_PERIOD + 1e-12:
+        prepared = _block_comb_evidence(block, slope, noise) if comb is not None and lefts.size else None
+        if prepared is not None:
+            periodic = _boundaries_score(prepared, _lane_boundaries(lefts, rights))
+            if comb[4] > max(periodic, 0.0) * _COMB_OVER_PERIOD + 1e-12:
                 lefts, rights, empty = comb[:3]
         lefts, rights = lefts + first, rights + first
         full_top = top * factor
@@ -1513,15 +1514,17 @@ def _lane_boundaries(lefts, rights):
     return np.concatenate([[lefts[0]], (rights[:-1] + lefts[1:]) / 2.0, [rights[-1] + 1]])
 
 
-def _comb_evidence_score(block, slope, noise, boundaries):
-    """:func:`_edges_score` of lanes between ``boundaries`` on a strip block's band rows, or None without evidence."""
+def _block_comb_evidence(block, slope, noise):
+    """:func:`_comb_evidence` of a strip block's band-row profile and band rows, under ``slope``."""
     profile, _ = band_row_profile(block, slope)
-    prepared = _comb_evidence(profile, noise * np.sqrt(3.0 / block.shape[0]), band_row_evidence(block, slope, noise))
-    if prepared is None or boundaries.size < 2:
-        return None
+    return _comb_evidence(profile, noise * np.sqrt(3.0 / block.shape[0]), band_row_evidence(block, slope, noise))
+
+
+def _boundaries_score(prepared, boundaries):
+    """:func:`_edges_score` of lanes between ``boundaries`` on prepared comb evidence, the span widened to hold them."""
     _, rows, start, stop, _, _ = prepared
     start = int(min(start, max(0, np.floor(boundaries[0]))))
-    stop = int(max(stop, min(profile.size, np.ceil(boundaries[-1]))))
+    stop = int(max(stop, min(rows[0][0].size, np.ceil(boundaries[-1]))))
     return _edges_score(rows, boundaries, start, stop)[0]
 
 
@@ -1642,24 +1645,6 @@ def _same_pitch(a, b, *, tolerance=0.1):
     return bool(abs(np.median(np.diff(centres_a)) / np.median(np.diff(centres_b)) - 1) <= tolerance)
 
 
-def _own_comb_score(residual, piece, slope, noise):
-    """``(rows, start, stop, score)``: a piece's comb evidence under ``slope`` and its own best comb's score.
-
-    None when the piece has no lane evidence (no rows, or no signal above its noise).
-    """
-    top, bottom = piece
-    block = residual[top : bottom + 1]
-    if block.shape[0] < 3:
-        return None
-    profile, _ = band_row_profile(block, slope)
-    prepared = _comb_evidence(profile, noise * np.sqrt(3.0 / block.shape[0]), band_row_evidence(block, slope, noise))
-    if prepared is None:
-        return None
-    _, rows, start, stop, _, _ = prepared
-    _, _, scores, best = _best_comb(rows, start, stop, 4.0)
-    return rows, start, stop, float(scores[best])
-
-
 def _pieces_take_lanes(residual, pieces, strip, lanes, noise, *, min_share=_SHARED_COMB, weak=_WEAK_COMB):
     """Whether the bands of each of ``pieces`` sit between the lanes found for the rows ``strip`` holding them.
 
@@ -1669,19 +1654,17 @@ def _pieces_take_lanes(residual, pieces, strip, lanes, noise, *, min_share=_SHAR
     (no signal, or its best comb scoring under ``weak`` times its
     neighbour's: bands smeared across the lanes) takes the lanes as they are.
     """
-    lefts, rights, _, slope = lanes
-    own = [_own_comb_score(residual, piece, slope, noise) for piece in pieces]
-    strongest = max((found[3] for found in own if found is not None), default=0.0)
-    for (top, bottom), found in zip(pieces, own):
-        if found is None or found[3] <= weak * strongest:
+    slope = lanes[3]
+    evidence = [_block_comb_evidence(residual[top : bottom + 1], slope, noise) if bottom - top >= 2 else None
+                for top, bottom in pieces]
+    own = [None if prepared is None else float(np.max(_best_comb(*prepared[1:4], 4.0)[2])) for prepared in evidence]
+    strongest = max((score for score in own if score is not None), default=0.0)
+    for (top, bottom), prepared, score in zip(pieces, evidence, own):
+        if prepared is None or score <= weak * strongest:
             continue
-        rows, start, stop, score = found
         # The lanes' columns at the piece's middle row (they are given at the strip's).
-        shift = slope * ((top + bottom) / 2.0 - (strip[0] + strip[1]) / 2.0)
-        edges = _lane_boundaries(lefts, rights) + shift
-        start = int(min(start, max(0, np.floor(edges[0]))))
-        stop = int(max(stop, min(rows[0][0].size, np.ceil(edges[-1]))))
-        if _edges_score(rows, edges, start, stop)[0] < min_share * score:
+        lefts, rights, _, _ = _lanes_at_row(lanes, (strip[0] + strip[1]) / 2.0, (top + bottom) / 2.0)
+        if _boundaries_score(prepared, _lane_boundaries(lefts, rights)) < min_share * score:
             return False
     return True
 
